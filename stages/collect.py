@@ -1,0 +1,42 @@
+"""Stage collect: roll out the chosen policy in parallel workers, one compressed .npz per episode.
+
+outs: data/rollouts/episode_XXXXX.npz; metrics/collect.json
+"""
+from pathlib import Path
+
+import numpy as np
+
+from wm.config import load_params
+from wm.env import track_seeds
+from wm.episodes import episode_name, save_episode
+from wm.errors import UserError, main
+from wm.io import Timer, atomic_dir, write_json
+from wm.rollout import run_episodes, to_episode
+
+PPO_MODEL = Path("models/ppo/best_model.zip")
+
+
+@main
+def run():
+    params = load_params()
+    cfg = params.collect
+    if cfg.policy in ("ppo", "mix") and not PPO_MODEL.exists():
+        raise UserError(f"{PPO_MODEL}: not found, but collect.policy is {cfg.policy} (run the ppo stage)")
+    spec = {"kind": cfg.policy, "path": str(PPO_MODEL), "action_noise": cfg.action_noise,
+            "ppo_fraction": cfg.ppo_fraction}
+    timer = Timer()
+    with atomic_dir("data/rollouts") as out_dir:
+        rollouts = run_episodes(
+            spec, track_seeds("collect", cfg.episodes), params.env.max_steps, cfg.workers,
+            record=True, desc="collect",
+            on_result=lambda i, rollout: save_episode(out_dir / episode_name(i), to_episode(rollout)))
+    steps = sum(r.steps for r in rollouts)
+    returns = [r.total_reward for r in rollouts]
+    write_json("metrics/collect.json", {
+        "episodes": len(rollouts), "frames": steps + len(rollouts),
+        "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+        "steps_per_second": round(steps / timer.seconds, 1), "seconds": timer.seconds})
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,49 @@
+"""Stage dream: the controller drives a real track and, from the same first frame, inside the
+MDN-RNN's dream; both are written side by side (real | dream) as an H.264 video.
+
+outs: metrics/dream.mp4; metrics/dream.json
+"""
+import numpy as np
+
+from wm.config import load_params
+from wm.controller import load_controller
+from wm.dream import dream_rollout
+from wm.env import make_env, track_seeds
+from wm.errors import main
+from wm.io import Timer, load_model, write_json
+from wm.mdnrnn import MDNRNN
+from wm.rollout import build_policy, run_episode
+from wm.vae import ConvVAE
+from wm.video import side_by_side, write_mp4
+
+
+@main
+def run():
+    params = load_params()
+    cfg = params.dream
+    vae = load_model("models/vae.pt", ConvVAE, z_dim=params.vae.z_dim)
+    mdnrnn = load_model("models/mdnrnn.pt", MDNRNN, z_dim=vae.z_dim)
+    controller = load_controller("models/controller.pt", vae.z_dim, mdnrnn.hidden)
+    timer = Timer()
+    seed = track_seeds("dream", 1)[0]
+    env = make_env(params.env.max_steps)
+    spec = {"kind": "world_model", "vae": "models/vae.pt", "mdnrnn": "models/mdnrnn.pt",
+            "controller": controller.params}
+    real = run_episode(env, build_policy(spec), seed, record=True)
+    env.close()
+    # start after the zoom-in animation of the first frames, where the car is already on the road
+    start = min(cfg.start_step, len(real.frames) - 1)
+    dream, rewards, dones = dream_rollout(vae, mdnrnn, controller, real.frames[start], cfg.steps,
+                                          cfg.temperature, params.seed)
+    real_frames = real.frames[start:start + len(dream)]
+    real_frames += [real_frames[-1]] * (len(dream) - len(real_frames))
+    write_mp4("metrics/dream.mp4", [side_by_side(r, d) for r, d in zip(real_frames, dream)], fps=30)
+    write_json("metrics/dream.json", {
+        "seed": seed, "start_step": start, "steps": cfg.steps, "temperature": cfg.temperature,
+        "dream_reward": round(float(np.sum(rewards)), 2),
+        "real_reward": round(float(np.sum(real.rewards[start:start + cfg.steps])), 2),
+        "max_done_probability": round(float(np.max(dones)), 4), "seconds": timer.seconds})
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,35 @@
+"""Stage encode: every episode's frames -> VAE mu and logvar, one latent file per episode.
+
+outs: data/latents/episode_XXXXX.npz; metrics/encode.json
+"""
+from wm.config import load_params
+from wm.episodes import Latents, list_files, load_episode, save_latents
+from wm.errors import main
+from wm.io import Timer, atomic_dir, load_model, resolve_device, write_json
+from wm.train import encode_frames
+from wm.vae import ConvVAE
+from tqdm import tqdm
+
+
+@main
+def run():
+    params = load_params()
+    files = list_files("data/rollouts", "episode")
+    vae = load_model("models/vae.pt", ConvVAE, z_dim=params.vae.z_dim)
+    device = resolve_device(params.device)
+    timer = Timer()
+    frames = 0
+    with atomic_dir("data/latents") as out_dir:
+        for path in tqdm(files, desc="encode", unit="ep"):
+            episode = load_episode(path)
+            mu, logvar = encode_frames(vae, episode.obs, params.encode.batch_size, device)
+            save_latents(out_dir / path.name, Latents(mu=mu, logvar=logvar, action=episode.action,
+                                                      reward=episode.reward, done=episode.done))
+            frames += len(episode.obs)
+    write_json("metrics/encode.json", {"episodes": len(files), "frames": frames,
+                                       "frames_per_second": round(frames / timer.seconds, 1),
+                                       "seconds": timer.seconds})
+
+
+if __name__ == "__main__":
+    run()

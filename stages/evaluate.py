@@ -1,0 +1,55 @@
+"""Stage evaluate: the world-model controller, the PPO agent and a random policy on the same fixed
+test tracks (a seed block no training stage uses), plus a video of one real controller drive.
+
+outs: metrics/eval.json; metrics/eval_drive.mp4
+"""
+import numpy as np
+
+from wm.config import load_params
+from wm.controller import load_controller
+from wm.env import make_env, track_seeds
+from wm.errors import main
+from wm.io import Timer, load_model, write_json
+from wm.mdnrnn import MDNRNN
+from wm.rollout import build_policy, run_episode, run_episodes
+from wm.vae import ConvVAE
+from wm.video import write_mp4
+
+
+def summary(rollouts):
+    returns = [round(r.total_reward, 2) for r in rollouts]
+    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
+            "min": float(np.min(returns)), "max": float(np.max(returns)),
+            "mean_steps": float(np.mean([r.steps for r in rollouts])), "returns": returns}
+
+
+@main
+def run():
+    params = load_params()
+    cfg = params.evaluate
+    vae = load_model("models/vae.pt", ConvVAE, z_dim=params.vae.z_dim)
+    mdnrnn = load_model("models/mdnrnn.pt", MDNRNN, z_dim=vae.z_dim)
+    controller = load_controller("models/controller.pt", vae.z_dim, mdnrnn.hidden)
+    seeds = track_seeds("test", cfg.episodes)
+    policies = {
+        "controller": {"kind": "world_model", "vae": "models/vae.pt", "mdnrnn": "models/mdnrnn.pt",
+                       "controller": controller.params},
+        "ppo": {"kind": "ppo", "path": "models/ppo/best_model.zip"},
+        "random": {"kind": "random"},
+    }
+    timer = Timer()
+    results = {"test_seeds": seeds}
+    for name, spec in policies.items():
+        results[name] = summary(run_episodes(spec, seeds, params.env.max_steps, cfg.workers,
+                                             desc=f"evaluate {name}"))
+    env = make_env(params.env.max_steps, render_mode="rgb_array")
+    drive = run_episode(env, build_policy(policies["controller"]), seeds[0], render=True)
+    env.close()
+    write_mp4("metrics/eval_drive.mp4", drive.renders, fps=50)
+    results["video"] = {"seed": seeds[0], "return": round(drive.total_reward, 2), "steps": drive.steps}
+    results["seconds"] = timer.seconds
+    write_json("metrics/eval.json", results)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,34 @@
+"""Stage mdnrnn: train the MDN-RNN on (z_t, a_t) -> z_{t+1}, reward, done from the latents.
+
+outs: models/mdnrnn.pt; metrics/mdnrnn/ (dvclive: metrics.json, loss curves)
+"""
+import torch
+
+from wm.config import load_params
+from wm.data import load_all_latents, split_files
+from wm.episodes import list_files
+from wm.errors import main
+from wm.io import Timer, open_live, resolve_device, save_checkpoint
+from wm.mdnrnn import MDNRNN
+from wm.train import train_mdnrnn
+
+
+@main
+def run():
+    params = load_params()
+    cfg = params.mdnrnn
+    timer = Timer()
+    train_files, val_files = split_files(list_files("data/latents", "latent"), cfg.val_fraction)
+    train_latents = load_all_latents(train_files, params.vae.z_dim)
+    val_latents = load_all_latents(val_files, params.vae.z_dim)
+    torch.manual_seed(params.seed)
+    mdnrnn = MDNRNN(params.vae.z_dim, hidden=cfg.hidden, mixtures=cfg.mixtures)
+    with open_live("metrics/mdnrnn") as live:
+        train_mdnrnn(mdnrnn, train_latents, val_latents, cfg.epochs, cfg.seq_len, cfg.batch_size,
+                     cfg.learning_rate, cfg.grad_clip, resolve_device(params.device), live, params.seed)
+        live.log_metric("seconds", timer.seconds, plot=False)
+    save_checkpoint("models/mdnrnn.pt", mdnrnn.config, mdnrnn.cpu().state_dict())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,30 @@
+"""Stage ppo: train the Stable-Baselines3 PPO agent (data-collection policy and baseline).
+
+outs: models/ppo/{best_model,final_model}.zip; metrics/ppo/ (dvclive: metrics.json, curves)
+"""
+from pathlib import Path
+
+import torch
+
+from wm.config import load_params
+from wm.errors import main
+from wm.io import Timer, open_live, resolve_device
+from wm.ppo import train_ppo
+
+
+@main
+def run():
+    params = load_params()
+    timer = Timer()
+    torch.manual_seed(params.seed)
+    out_dir = Path("models/ppo")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open_live("metrics/ppo") as live:
+        best = train_ppo(params.ppo, params.env.max_steps, params.seed,
+                         resolve_device(params.device), out_dir, live)
+        live.log_metric("eval/best_mean_reward", best, plot=False)
+        live.log_metric("seconds", timer.seconds, plot=False)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,50 @@
+"""Stage vae: train the ConvVAE on the collected frames, validating on held-out episodes.
+
+outs: models/vae.pt; metrics/vae/ (dvclive: metrics.json, loss curves); metrics/vae_reconstruction.png
+"""
+import numpy as np
+import torch
+
+from wm.config import load_params
+from wm.data import load_frames, split_files
+from wm.episodes import list_files
+from wm.errors import main
+from wm.io import Timer, open_live, resolve_device, save_checkpoint
+from wm.train import train_vae
+from wm.vae import ConvVAE, to_frames, to_input
+from wm.video import upscale, write_png
+
+
+def reconstruction_grid(vae, frames, device):
+    """Originals (top row) over reconstructions from mu (bottom row), as one RGB image."""
+    with torch.inference_mode():
+        mu, _ = vae.encode(to_input(frames, device))
+        recon = to_frames(vae.decode(mu))
+    rows = [np.concatenate(list(frames), axis=1), np.concatenate(list(recon), axis=1)]
+    return upscale(np.concatenate(rows, axis=0), 256)
+
+
+@main
+def run():
+    params = load_params()
+    cfg = params.vae
+    timer = Timer()
+    train_files, val_files = split_files(list_files("data/rollouts", "episode"), cfg.val_fraction)
+    train_frames, val_frames = load_frames(train_files), load_frames(val_files)
+    device = resolve_device(params.device)
+    torch.manual_seed(params.seed)
+    vae = ConvVAE(cfg.z_dim)
+    with open_live("metrics/vae") as live:
+        train_vae(vae, train_frames, val_frames, cfg.epochs, cfg.batch_size, cfg.learning_rate,
+                  cfg.kl_tolerance, device, live, params.seed)
+        live.log_metric("train_frames", len(train_frames), plot=False)
+        live.log_metric("val_frames", len(val_frames), plot=False)
+        live.log_metric("seconds", timer.seconds, plot=False)
+    save_checkpoint("models/vae.pt", vae.config, vae.cpu().state_dict())
+    shown = val_frames if len(val_frames) else train_frames
+    picks = shown[np.linspace(0, len(shown) - 1, 8).astype(int)]
+    write_png("metrics/vae_reconstruction.png", reconstruction_grid(vae, picks, "cpu"))
+
+
+if __name__ == "__main__":
+    run()

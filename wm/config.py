@@ -1,0 +1,186 @@
+"""Typed, validated params: `params.yaml` is read once into one dataclass per stage group.
+
+Every field states its type and allowed range; an unknown key, a missing key, a wrong type or
+an out-of-range value raises a UserError that names the key, before a stage does any work.
+"""
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import get_type_hints
+
+import yaml
+
+from wm.env import SEED_BLOCK_SIZE
+from wm.errors import UserError
+
+
+def _p(lo=None, hi=None, choices=None):
+    """A required field with an inclusive range or a set of allowed values."""
+    return field(metadata={"lo": lo, "hi": hi, "choices": choices})
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    max_steps: int = _p(1, 100_000)
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    timesteps: int = _p(1)
+    n_envs: int = _p(1, 256)
+    learning_rate: float = _p(1e-8, 1.0)
+    n_steps: int = _p(8)
+    batch_size: int = _p(2)
+    n_epochs: int = _p(1, 100)
+    gamma: float = _p(0.0, 1.0)
+    gae_lambda: float = _p(0.0, 1.0)
+    clip_range: float = _p(0.0, 1.0)
+    ent_coef: float = _p(0.0, 1.0)
+    eval_freq: int = _p(1)
+    eval_episodes: int = _p(1, 1000)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    episodes: int = _p(1, 1_000_000)
+    workers: int = _p(1, 256)
+    policy: str = _p(choices=("ppo", "random", "mix"))
+    ppo_fraction: float = _p(0.0, 1.0)
+    action_noise: float = _p(0.0, 2.0)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    z_dim: int = _p(1, 4096)
+    epochs: int = _p(1, 10_000)
+    batch_size: int = _p(1, 65_536)
+    learning_rate: float = _p(1e-8, 1.0)
+    kl_tolerance: float = _p(0.0, 100.0)
+    val_fraction: float = _p(0.0, 0.9)
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    batch_size: int = _p(1, 65_536)
+
+
+@dataclass(frozen=True)
+class MDNRNNConfig:
+    hidden: int = _p(1, 8192)
+    mixtures: int = _p(1, 64)
+    seq_len: int = _p(2, 100_000)
+    batch_size: int = _p(1, 65_536)
+    epochs: int = _p(1, 100_000)
+    learning_rate: float = _p(1e-8, 1.0)
+    grad_clip: float = _p(0.0, 1e6)
+    val_fraction: float = _p(0.0, 0.9)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    mode: str = _p(choices=("real",))
+    population: int = _p(2, 100_000)
+    rollouts: int = _p(1, 1000)
+    generations: int = _p(1, 1_000_000)
+    sigma0: float = _p(1e-6, 100.0)
+    workers: int = _p(1, 256)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    episodes: int = _p(1, 100_000)
+    workers: int = _p(1, 256)
+
+
+@dataclass(frozen=True)
+class DreamConfig:
+    start_step: int = _p(0, 100_000)
+    steps: int = _p(1, 100_000)
+    temperature: float = _p(0.01, 10.0)
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = _p(0, 2**31 - 1)
+    device: str = _p(choices=("auto", "cpu", "cuda", "mps"))
+    env: EnvConfig = _p()
+    ppo: PPOConfig = _p()
+    collect: CollectConfig = _p()
+    vae: VAEConfig = _p()
+    encode: EncodeConfig = _p()
+    mdnrnn: MDNRNNConfig = _p()
+    controller: ControllerConfig = _p()
+    evaluate: EvaluateConfig = _p()
+    dream: DreamConfig = _p()
+
+
+def _build(cls, raw, where, source):
+    """Build dataclass `cls` from the mapping `raw`, validating every key; `where` is its dotted path."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: {where or 'top level'} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise UserError(f"{source}: unknown key {prefix}{unknown[0]} (known: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in raw:
+            raise UserError(f"{source}: missing key {key}")
+        value, kind = raw[name], hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value, key, source)
+            continue
+        values[name] = _check(key, value, kind, f.metadata, source)
+    return cls(**values)
+
+
+def _check(key, value, kind, rules, source):
+    """Return `value` as type `kind` if it is of that type and within `rules`, else raise."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise UserError(f"{source}: {key} must be {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise UserError(f"{source}: {key} must be finite, got {value!r}")
+    lo, hi, choices = rules.get("lo"), rules.get("hi"), rules.get("choices")
+    if choices is not None and value not in choices:
+        raise UserError(f"{source}: {key} must be one of {', '.join(choices)}, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise UserError(f"{source}: {key} must be in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}")
+    return value
+
+
+def _cross_check(params, source):
+    """Constraints that span several keys."""
+    if params.ppo.batch_size > params.ppo.n_steps * params.ppo.n_envs:
+        raise UserError(f"{source}: ppo.batch_size ({params.ppo.batch_size}) must be <= "
+                        f"ppo.n_steps * ppo.n_envs ({params.ppo.n_steps * params.ppo.n_envs})")
+    if params.controller.generations * params.controller.rollouts > SEED_BLOCK_SIZE:
+        raise UserError(f"{source}: controller.generations * controller.rollouts must be <= "
+                        f"{SEED_BLOCK_SIZE} (the controller's block of track seeds)")
+    if params.mdnrnn.seq_len > params.env.max_steps:
+        raise UserError(f"{source}: mdnrnn.seq_len ({params.mdnrnn.seq_len}) must be <= "
+                        f"env.max_steps ({params.env.max_steps})")
+
+
+def parse_params(raw, source="params.yaml"):
+    """Validate a params mapping (as read from YAML) into a `Params`."""
+    params = _build(Params, raw, "", source)
+    _cross_check(params, source)
+    return params
+
+
+def load_params(path="params.yaml"):
+    """Read and validate the params file at `path`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: params file not found") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return parse_params(raw, str(path))

@@ -1,0 +1,129 @@
+"""Atomic file writes, JSON metrics and torch checkpoints.
+
+Every writer goes through `atomic_path`: the data lands under a temporary name in the same
+directory and is renamed into place only once complete, so an interrupted stage never leaves
+a half-written file for DVC to cache.
+"""
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+from wm.errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path, data):
+    """Write `data` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_checkpoint(path, config, state_dict, **extra):
+    """Save a model as `{"config": dict, "state_dict": ...}` plus plain-data extras, atomically."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save({"config": dict(config), "state_dict": state_dict, **extra}, tmp)
+
+
+def load_checkpoint(path):
+    """Load a checkpoint saved by `save_checkpoint` (weights_only: a pulled file cannot run code)."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found (run the stage that makes it: dvc repro)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise UserError(f"{path}: corrupt or unreadable checkpoint ({type(err).__name__})") from None
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
+        raise UserError(f"{path}: not a World Models checkpoint (no config/state_dict)")
+    return checkpoint
+
+
+def resolve_device(name):
+    """Map the `device` param to a torch device: auto picks cuda, then mps, then cpu."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("params.yaml: device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+class Timer:
+    """Wall-clock seconds since construction, for the `seconds` metric every stage reports."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self):
+        return round(time.perf_counter() - self.start, 2)
+
+
+def load_model(path, cls, z_dim=None):
+    """Rebuild a `cls` model (ConvVAE, MDNRNN) from its checkpoint, in eval mode.
+
+    With `z_dim`, a checkpoint trained for another latent width is an error naming the file.
+    """
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["config"].get("z_dim")
+    if z_dim is not None and saved != z_dim:
+        raise UserError(f"{path}: checkpoint has z_dim={saved}, expected z_dim={z_dim} "
+                        f"(from params.yaml or the VAE); rerun the stage that makes it")
+    try:
+        model = cls(**checkpoint["config"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, RuntimeError) as err:
+        raise UserError(f"{path}: does not hold a {cls.__name__} ({str(err).splitlines()[0]})") from None
+    return model.eval()
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a fresh temporary directory next to `path`; it replaces `path` if the block succeeds.
+
+    A stage writing many files (episodes, latents) fills the temporary directory, so an
+    interrupted run leaves no half-filled output directory behind.
+    """
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_live(directory):
+    """A dvclive logger writing metrics.json and plots/ under `directory` (the stage declares
+    them in dvc.yaml, so dvclive does not edit dvc.yaml or make experiments itself)."""
+    from dvclive import Live
+
+    return Live(str(directory), save_dvc_exp=False, dvcyaml=None, report=None)

@@ -1,0 +1,80 @@
+"""MDN-RNN (the paper's M model): an LSTM over [z_t, a_t] predicting p(z_{t+1}) as a mixture of
+K Gaussians per latent dimension, with reward and done heads; its loss and its sampler.
+"""
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class MDNRNN(nn.Module):
+    def __init__(self, z_dim=32, action_dim=3, hidden=256, mixtures=5):
+        super().__init__()
+        self.z_dim, self.action_dim, self.hidden, self.mixtures = z_dim, action_dim, hidden, mixtures
+        self.lstm = nn.LSTM(z_dim + action_dim, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 3 * mixtures * z_dim + 2)
+
+    @property
+    def config(self):
+        return {"z_dim": self.z_dim, "action_dim": self.action_dim, "hidden": self.hidden,
+                "mixtures": self.mixtures}
+
+    def initial_state(self, batch, device="cpu"):
+        """Zero (h, c), each (1, B, H)."""
+        zeros = torch.zeros(1, batch, self.hidden, device=device)
+        return zeros, zeros.clone()
+
+    def forward(self, z, action, state=None):
+        """z: (B, T, Z), action: (B, T, A) -> (log_pi, mu, log_sigma) each (B, T, Z, K),
+        reward (B, T), done_logit (B, T), and the new LSTM state ((1, B, H), (1, B, H))."""
+        out, state = self.lstm(torch.cat([z, action], dim=-1), state)
+        return (*self.split_head(self.head(out)), state)
+
+    def split_head(self, y):
+        """Head output (B, T, 3KZ+2) -> log_pi, mu, log_sigma (B, T, Z, K), reward, done_logit (B, T)."""
+        batch, steps = y.shape[:2]
+        mixture = y[..., :-2].view(batch, steps, 3, self.z_dim, self.mixtures)
+        log_pi = F.log_softmax(mixture[:, :, 0], dim=-1)
+        return log_pi, mixture[:, :, 1], mixture[:, :, 2], y[..., -2], y[..., -1]
+
+
+def mdn_nll(log_pi, mu, log_sigma, target):
+    """Negative log-likelihood of `target` (B, T, Z) under the mixtures (B, T, Z, K): (B, T, Z)."""
+    y = target.unsqueeze(-1)
+    log_prob = -0.5 * ((y - mu) * torch.exp(-log_sigma)).pow(2) - log_sigma - LOG_SQRT_2PI
+    return -torch.logsumexp(log_pi + log_prob, dim=-1)
+
+
+def mdnrnn_loss(outputs, z_next, reward, done, mask):
+    """Masked losses over valid steps. z_next (B, T, Z); reward, done, mask (B, T).
+
+    Returns (total, nll, reward_mse, done_bce): nll is per latent dimension and step, so it is
+    comparable across z_dim; total = nll + reward_mse + done_bce.
+    """
+    log_pi, mu, log_sigma, reward_pred, done_logit, _ = outputs
+    mask = mask.float()
+    steps = mask.sum().clamp(min=1)
+    nll = (mdn_nll(log_pi, mu, log_sigma, z_next).mean(dim=-1) * mask).sum() / steps
+    reward_mse = (F.mse_loss(reward_pred, reward, reduction="none") * mask).sum() / steps
+    done_bce = (F.binary_cross_entropy_with_logits(done_logit, done.float(), reduction="none")
+                * mask).sum() / steps
+    return nll + reward_mse + done_bce, nll, reward_mse, done_bce
+
+
+def sample_z(log_pi, mu, log_sigma, tau=1.0, generator=None):
+    """Draw z (..., Z) from mixtures (..., Z, K) at temperature tau.
+
+    The component is picked by Gumbel-max on log_pi / tau (several times cheaper than
+    torch.distributions.Categorical); its Gaussian is widened by sqrt(tau), as in the paper.
+    """
+    uniform = torch.rand(log_pi.shape, generator=generator, device=log_pi.device)
+    gumbel = -torch.log(-torch.log(uniform.clamp_(1e-10, 1.0)))
+    k = torch.argmax(log_pi / tau + gumbel, dim=-1, keepdim=True)
+    mean = mu.gather(-1, k).squeeze(-1)
+    sigma = torch.exp(log_sigma.gather(-1, k).squeeze(-1))
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+    return mean + sigma * math.sqrt(tau) * noise
+
