@@ -1,6 +1,10 @@
 """CMA-ES (pycma) over the controller's flat parameter vector, candidates scored in the real env."""
-import cma
+import warnings
+
 import numpy as np
+
+warnings.filterwarnings("ignore", message="Could not import matplotlib")  # cma's plots are unused
+import cma  # noqa: E402
 
 from wm.env import track_seeds
 
