@@ -1,0 +1,174 @@
+"""The on-disk contracts and params validation: round trips, and one-line errors naming the culprit."""
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from wm.config import load_params, parse_params
+from wm.controller import Controller, load_controller, save_controller
+from wm.data import make_sequences, split_files
+from wm.episodes import Episode, Latents, list_files, load_episode, load_latents, save_episode, save_latents
+from wm.errors import UserError
+from wm.io import atomic_path, load_model, save_checkpoint
+from wm.mdnrnn import MDNRNN
+from wm.vae import ConvVAE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_episode(steps=5, seed=7, terminated=True):
+    rng = np.random.default_rng(seed)
+    return Episode(obs=rng.integers(0, 256, (steps + 1, 64, 64, 3), dtype=np.uint8),
+                   action=rng.standard_normal((steps, 3)).astype(np.float32),
+                   reward=rng.standard_normal(steps).astype(np.float32),
+                   terminated=terminated, truncated=not terminated, seed=seed)
+
+
+def make_latents(steps=5, z_dim=4, seed=0):
+    rng = np.random.default_rng(seed)
+    done = np.zeros(steps, bool)
+    done[-1] = True
+    return Latents(mu=rng.standard_normal((steps + 1, z_dim)).astype(np.float32),
+                   logvar=rng.standard_normal((steps + 1, z_dim)).astype(np.float32),
+                   action=rng.standard_normal((steps, 3)).astype(np.float32),
+                   reward=rng.standard_normal(steps).astype(np.float32), done=done)
+
+
+def test_episode_round_trip(tmp_path):
+    episode = make_episode()
+    save_episode(tmp_path / "episode_00000.npz", episode)
+    loaded = load_episode(tmp_path / "episode_00000.npz")
+    for key in ("obs", "action", "reward"):
+        np.testing.assert_array_equal(getattr(loaded, key), getattr(episode, key))
+    assert (loaded.terminated, loaded.truncated, loaded.seed) == (True, False, 7)
+    assert loaded.done.tolist() == [False] * 4 + [True]
+    assert not make_episode(terminated=False).done.any()
+    assert [p.name for p in tmp_path.iterdir()] == ["episode_00000.npz"]  # no temporary left
+
+
+def test_latents_round_trip_and_width_check(tmp_path):
+    latents = make_latents()
+    save_latents(tmp_path / "episode_00000.npz", latents)
+    loaded = load_latents(tmp_path / "episode_00000.npz", z_dim=4)
+    for key in ("mu", "logvar", "action", "reward", "done"):
+        np.testing.assert_array_equal(getattr(loaded, key), getattr(latents, key))
+    with pytest.raises(UserError, match="episode_00000.npz.*mu has shape"):
+        load_latents(tmp_path / "episode_00000.npz", z_dim=8)
+
+
+def test_truncated_episode_file_names_the_file(tmp_path):
+    path = tmp_path / "episode_00003.npz"
+    save_episode(path, make_episode())
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(UserError, match=r"episode_00003\.npz: corrupt or truncated"):
+        load_episode(path)
+
+
+def test_episode_with_inconsistent_lengths_is_corrupt(tmp_path):
+    episode = make_episode()
+    episode.reward = episode.reward[:-1]
+    save_episode(tmp_path / "episode_00001.npz", episode)
+    with pytest.raises(UserError, match=r"episode_00001\.npz: corrupt file, 6 frames for 5 actions"):
+        load_episode(tmp_path / "episode_00001.npz")
+
+
+def test_missing_or_empty_inputs(tmp_path):
+    with pytest.raises(UserError, match="episode_00009.npz: file not found"):
+        load_episode(tmp_path / "episode_00009.npz")
+    with pytest.raises(UserError, match="no episode files"):
+        list_files(tmp_path, "episode")
+
+
+def test_atomic_path_leaves_nothing_when_interrupted(tmp_path):
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_split_files_holds_out_whole_episodes():
+    files = [f"e{i}" for i in range(10)]
+    assert split_files(files, 0.2) == (files[:8], files[8:])
+    assert split_files(files[:1], 0.5) == (files[:1], [])
+    assert split_files(files, 0.0) == (files, [])
+
+
+def test_make_sequences_cover_episodes_with_masks():
+    rng = np.random.default_rng(0)
+    episodes = [make_latents(steps=10, seed=1), make_latents(steps=3, seed=2)]
+    batch = make_sequences(episodes, seq_len=4, rng=rng, sample=False)
+    assert batch["z"].shape[1:] == (5, 4) and batch["action"].shape[1:] == (4, 3)
+    # the short episode is one window of 3 valid steps; z targets line up with mu
+    short = np.flatnonzero(batch["mask"].sum(1) == 3)
+    assert len(short) >= 1
+    lengths = batch["mask"].sum(1)
+    assert lengths.sum() <= 13 and lengths.max() <= 4
+    i = short[-1]
+    np.testing.assert_array_equal(batch["z"][i, :4], episodes[1].mu)
+    assert batch["done"][i, 2] == 1
+
+
+def test_checkpoint_round_trip_and_z_dim_mismatch(tmp_path):
+    vae = ConvVAE(8)
+    save_checkpoint(tmp_path / "vae.pt", vae.config, vae.state_dict())
+    loaded = load_model(tmp_path / "vae.pt", ConvVAE, z_dim=8)
+    x = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(loaded.encode(x)[0], vae.eval().encode(x)[0])
+    with pytest.raises(UserError, match=r"vae\.pt: checkpoint has z_dim=8, expected z_dim=32"):
+        load_model(tmp_path / "vae.pt", ConvVAE, z_dim=32)
+    with pytest.raises(UserError, match=r"vae\.pt: does not hold a MDNRNN"):
+        load_model(tmp_path / "vae.pt", MDNRNN)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=r"bad\.pt: corrupt or unreadable checkpoint"):
+        load_model(tmp_path / "bad.pt", ConvVAE)
+
+
+def test_controller_checkpoint_round_trip(tmp_path):
+    controller = Controller(4, 6, np.arange(33, dtype=np.float32))
+    save_controller(tmp_path / "controller.pt", controller)
+    np.testing.assert_array_equal(load_controller(tmp_path / "controller.pt", 4, 6).params,
+                                  controller.params)
+    with pytest.raises(UserError, match=r"controller\.pt: controller is for"):
+        load_controller(tmp_path / "controller.pt", 8, 6)
+
+
+@pytest.fixture
+def raw_params():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("profile", sorted((ROOT / "profiles").glob("*.yaml")) + [ROOT / "params.yaml"],
+                         ids=lambda p: p.name)
+def test_every_shipped_profile_is_valid(profile):
+    load_params(profile)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["vae"].update(z_dim=-3), r"vae\.z_dim must be in \[1, 4096\], got -3"),
+    (lambda p: p["vae"].update(z_dimm=3), r"unknown key vae\.z_dimm"),
+    (lambda p: p["mdnrnn"].update(hidden="big"), r"mdnrnn\.hidden must be int, got 'big'"),
+    (lambda p: p["collect"].update(policy="expert"), r"collect\.policy must be one of ppo, random, mix"),
+    (lambda p: p["ppo"].update(n_envs=True), r"ppo\.n_envs must be int, got True"),
+    (lambda p: p["controller"].pop("population"), r"missing key controller\.population"),
+    (lambda p: p.update(typo=1), r"unknown key typo"),
+    (lambda p: p["ppo"].update(batch_size=10**6), r"ppo\.batch_size .* must be <= ppo\.n_steps"),
+    (lambda p: p["dream"].update(temperature=float("nan")), r"dream\.temperature must be finite"),
+])
+def test_bad_params_name_the_key(raw_params, edit, message):
+    raw = copy.deepcopy(raw_params)
+    edit(raw)
+    with pytest.raises(UserError, match=message):
+        parse_params(raw)
+
+
+def test_params_file_errors(tmp_path):
+    with pytest.raises(UserError, match="params file not found"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("vae: [unclosed")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")

@@ -1,0 +1,122 @@
+"""The models against their math: shapes, the KL closed form, the MDN likelihood by hand,
+the controller's size and bounds."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from wm.controller import Controller, n_params
+from wm.mdnrnn import MDNRNN, mdn_nll, mdnrnn_loss, sample_z
+from wm.vae import ConvVAE, kl_divergence, to_frames, to_input, vae_loss
+
+
+@pytest.mark.parametrize("z_dim", [8, 32])
+def test_vae_shapes(z_dim):
+    vae = ConvVAE(z_dim)
+    x = torch.rand(5, 3, 64, 64)
+    recon, mu, logvar = vae(x)
+    assert recon.shape == (5, 3, 64, 64)
+    assert mu.shape == logvar.shape == (5, z_dim)
+    assert 0 <= recon.min() and recon.max() <= 1
+
+
+def test_vae_has_the_papers_parameter_count():
+    assert sum(p.numel() for p in ConvVAE(32).parameters()) == 4_348_547
+
+
+def test_mdnrnn_has_the_papers_parameter_count():
+    # the paper's 422,368 (TensorFlow) + PyTorch's second LSTM bias (4 x 256)
+    # + the reward and done heads (2 outputs x (256 weights + 1 bias))
+    assert sum(p.numel() for p in MDNRNN(32, 3, 256, 5).parameters()) == 422_368 + 4 * 256 + 2 * 257
+
+
+def test_frames_round_trip_through_model_input():
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    x = to_input(frames, "cpu")
+    assert x.shape == (4, 3, 64, 64) and x.dtype == torch.float32
+    np.testing.assert_array_equal(to_frames(x), frames)
+
+
+def test_kl_matches_closed_form_per_dimension():
+    mu = torch.tensor([[0.5, -1.0]])
+    logvar = torch.tensor([[math.log(0.25), math.log(2.0)]])
+    # KL(N(m, s^2) || N(0, 1)) = log(1/s) + (s^2 + m^2) / 2 - 1/2, summed over dims
+    expected = sum(math.log(1 / s) + (s**2 + m**2) / 2 - 0.5
+                   for m, s in [(0.5, 0.5), (-1.0, math.sqrt(2.0))])
+    assert kl_divergence(mu, logvar).item() == pytest.approx(expected, rel=1e-6)
+    assert kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4)).abs().max().item() < 1e-7
+
+
+def test_kl_tolerance_floors_the_kl_term_only():
+    x = torch.rand(2, 3, 64, 64)
+    mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
+    total, reconstruction, kl = vae_loss(x, x, mu, logvar, kl_tolerance=0.5)
+    assert reconstruction.item() == 0 and kl.item() == 0
+    assert total.item() == pytest.approx(0.5 * 4)
+
+
+def test_mdn_nll_single_gaussian_by_hand():
+    y, m, s = 0.3, -0.2, 0.7
+    log_pi = torch.zeros(1, 1, 1, 1)  # one component, weight 1
+    nll = mdn_nll(log_pi, torch.full((1, 1, 1, 1), m), torch.full((1, 1, 1, 1), math.log(s)),
+                  torch.full((1, 1, 1), y))
+    expected = 0.5 * math.log(2 * math.pi) + math.log(s) + 0.5 * ((y - m) / s) ** 2
+    assert nll.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_mdn_nll_two_equal_components_equal_one():
+    target = torch.randn(2, 3, 4)
+    mu, log_sigma = torch.randn(2, 3, 4, 1), torch.randn(2, 3, 4, 1) * 0.1
+    one = mdn_nll(torch.zeros(2, 3, 4, 1), mu, log_sigma, target)
+    two = mdn_nll(torch.full((2, 3, 4, 2), math.log(0.5)), mu.repeat(1, 1, 1, 2),
+                  log_sigma.repeat(1, 1, 1, 2), target)
+    torch.testing.assert_close(one, two)
+
+
+def test_mdnrnn_shapes_and_masked_loss():
+    model = MDNRNN(z_dim=6, hidden=16, mixtures=3)
+    z, action = torch.randn(2, 7, 6), torch.rand(2, 7, 3)
+    log_pi, mu, log_sigma, reward, done, (h, c) = outputs = model(z, action)
+    assert log_pi.shape == mu.shape == log_sigma.shape == (2, 7, 6, 3)
+    assert reward.shape == done.shape == (2, 7)
+    assert h.shape == c.shape == (1, 2, 16)
+    torch.testing.assert_close(log_pi.exp().sum(-1), torch.ones(2, 7, 6))
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 3:] = False
+    total, nll, reward_mse, done_bce = mdnrnn_loss(outputs, torch.randn(2, 7, 6), torch.zeros(2, 7),
+                                                   torch.zeros(2, 7), mask)
+    assert torch.isfinite(total) and total.item() == pytest.approx((nll + reward_mse + done_bce).item())
+    # padded steps do not change the loss, whatever their targets
+    garbage = torch.randn(2, 7, 6)
+    garbage[:, :, :] = 0
+    a = mdnrnn_loss(outputs, garbage, torch.zeros(2, 7), torch.zeros(2, 7), mask)[0]
+    garbage[1, 3:] = 1e3
+    b = mdnrnn_loss(outputs, garbage, torch.zeros(2, 7), torch.zeros(2, 7), mask)[0]
+    assert a.item() == pytest.approx(b.item())
+
+
+def test_sample_z_picks_components_by_weight_and_tau_sharpens():
+    generator = torch.Generator().manual_seed(0)
+    n = 20_000
+    log_pi = torch.log(torch.tensor([0.8, 0.2])).expand(n, 1, 2)
+    mu = torch.tensor([-10.0, 10.0]).expand(n, 1, 2)
+    log_sigma = torch.full((n, 1, 2), -5.0)
+    z = sample_z(log_pi, mu, log_sigma, tau=1.0, generator=generator)
+    assert z.shape == (n, 1)
+    assert (z < 0).float().mean().item() == pytest.approx(0.8, abs=0.02)
+    cold = sample_z(log_pi, mu, log_sigma, tau=0.1, generator=generator)
+    assert (cold < 0).float().mean().item() > 0.99
+
+
+def test_controller_size_and_action_bounds():
+    assert n_params(32, 256) == 867
+    rng = np.random.default_rng(0)
+    controller = Controller(32, 256, rng.standard_normal(867) * 10)
+    actions = controller.act(rng.standard_normal((100, 32)) * 10, rng.standard_normal((100, 256)))
+    assert actions.shape == (100, 3) and actions.dtype == np.float32
+    assert actions[:, 0].min() >= -1 and actions[:, 0].max() <= 1
+    assert actions[:, 1:].min() >= 0 and actions[:, 1:].max() <= 1
+    np.testing.assert_array_equal(Controller(32, 256, controller.params).params, controller.params)
+    with pytest.raises(ValueError, match="867"):
+        Controller(32, 256, np.zeros(10))

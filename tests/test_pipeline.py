@@ -1,0 +1,190 @@
+"""End to end, on the real things: a temporary copy of this repo (its own git and DVC), the smoke
+profile, the real CarRacing-v3, `dvc repro` of all 8 stages, an experiment, a push and pull
+through a temporary local remote, and the stages' errors on bad inputs."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["ppo", "collect", "vae", "encode", "mdnrnn", "controller", "evaluate", "dream"]
+OUTS = ["models/ppo", "data/rollouts", "models/vae.pt", "data/latents", "models/mdnrnn.pt",
+        "models/controller.pt", "metrics/eval_drive.mp4", "metrics/dream.mp4"]
+METRICS = ["metrics/ppo/metrics.json", "metrics/collect.json", "metrics/vae/metrics.json",
+           "metrics/encode.json", "metrics/mdnrnn/metrics.json", "metrics/controller/metrics.json",
+           "metrics/eval.json", "metrics/dream.json"]
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+       "DVC_NO_ANALYTICS": "1", "SDL_VIDEODRIVER": "dummy",
+       "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+       "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+pytestmark = pytest.mark.slow
+
+
+def run(cwd, *args, check=True):
+    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def stages_run(output):
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def digest(repo, outs=OUTS):
+    """md5 of every file under the outs, by relative path."""
+    hashes = {}
+    for out in outs:
+        path = repo / out
+        for file in sorted([path] if path.is_file() else path.rglob("*")):
+            if file.is_file():
+                hashes[str(file.relative_to(repo))] = hashlib.md5(file.read_bytes()).hexdigest()
+    return hashes
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A fresh copy of the project's files with its own git repo and remote, after `dvc repro`
+    on the smoke profile."""
+    base = tmp_path_factory.mktemp("e2e")
+    repo = base / "repo"
+    files = run(ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("data/", "models/", "metrics/")) \
+                and name != "dvc.lock":
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    shutil.copy(repo / "profiles" / "smoke.yaml", repo / "params.yaml")
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "remote", "add", "-f", "-d", "local", str(base / "remote"))
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "smoke")
+    result = run(repo, "dvc", "repro")
+    assert stages_run(result.stdout) == STAGES
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "repro")
+    return repo
+
+
+def test_repro_makes_every_output_and_metric(repo):
+    for out in OUTS:
+        assert (repo / out).exists(), out
+    assert len(list((repo / "data/rollouts").glob("episode_*.npz"))) == 4
+    assert len(list((repo / "data/latents").glob("episode_*.npz"))) == 4
+    for path in METRICS:
+        assert json.loads((repo / path).read_text()), path
+    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout)
+    workspace = next(iter(shown.values()))["data"]  # keyed "" or "workspace" by DVC version
+    assert set(METRICS) <= set(workspace), set(METRICS) - set(workspace)
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    for policy in ("controller", "ppo", "random"):
+        assert len(evaluation[policy]["returns"]) == 2
+        assert evaluation[policy]["min"] <= evaluation[policy]["mean"] <= evaluation[policy]["max"]
+    for video in ("metrics/eval_drive.mp4", "metrics/dream.mp4"):
+        assert b"ftyp" in (repo / video).read_bytes()[:16] and b"avc1" in (repo / video).read_bytes()
+    assert (repo / "metrics/vae_reconstruction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_test_tracks_are_disjoint_from_training_tracks(repo):
+    import numpy as np
+
+    collected = {int(np.load(f)["seed"]) for f in (repo / "data/rollouts").glob("*.npz")}
+    tested = set(json.loads((repo / "metrics/eval.json").read_text())["test_seeds"])
+    assert collected and tested and not collected & tested
+
+
+def error_of(result):
+    """The stage's error line; asserts it failed with one line and no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def leftovers(repo):
+    return [p for p in repo.rglob(".*tmp*") if ".dvc" not in p.parts and ".git" not in p.parts]
+
+
+def test_corrupt_episode_file_is_named(repo):
+    victim = repo / "data/rollouts/episode_00001.npz"
+    victim.write_bytes(victim.read_bytes()[:1000])
+    (repo / "models/vae.pt").unlink()
+    try:
+        message = error_of(run(repo, "python", "-m", "stages.vae", check=False))
+        assert "data/rollouts/episode_00001.npz: corrupt or truncated file" in message
+        assert not (repo / "models/vae.pt").exists() and not leftovers(repo)
+    finally:
+        run(repo, "dvc", "checkout", "-f")
+
+
+def test_missing_input_is_named(repo):
+    shutil.rmtree(repo / "data/latents")
+    (repo / "models/mdnrnn.pt").unlink()
+    try:
+        message = error_of(run(repo, "python", "-m", "stages.mdnrnn", check=False))
+        assert "data/latents: no latent files" in message
+        assert not (repo / "models/mdnrnn.pt").exists()
+    finally:
+        run(repo, "dvc", "checkout", "-f")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("z_dimm", 8, "params.yaml: unknown key vae.z_dimm"),
+    ("z_dim", 0, "params.yaml: vae.z_dim must be in [1, 4096], got 0"),
+])
+def test_bad_params_stop_the_stage_before_work(repo, key, value, message):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["vae"][key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    try:
+        result = run(repo, "dvc", "repro", "-s", "vae", check=False)
+        assert result.returncode != 0
+        assert message in result.stderr
+        assert not (repo / "models/vae.pt").exists() and not leftovers(repo)
+    finally:
+        run(repo, "git", "checkout", "params.yaml")
+        run(repo, "dvc", "checkout", "-f")
+
+
+def test_checkpoint_of_another_z_dim_is_named(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["vae"]["z_dim"] = 4  # models/vae.pt was trained with z_dim 8
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    try:
+        message = error_of(run(repo, "python", "-m", "stages.encode", check=False))
+        assert "models/vae.pt: checkpoint has z_dim=8, expected z_dim=4" in message
+    finally:
+        run(repo, "git", "checkout", "params.yaml")
+        run(repo, "dvc", "checkout", "-f")
+
+
+def test_experiment_reruns_only_what_depends_on_the_vae(repo):
+    result = run(repo, "dvc", "exp", "run", "-S", "vae.z_dim=4")
+    assert stages_run(result.stdout) == STAGES[2:]
+    assert json.loads((repo / "metrics/vae/metrics.json").read_text())["train_frames"] > 0
+    assert yaml.safe_load((repo / "params.yaml").read_text())["vae"]["z_dim"] == 4
+    shown = run(repo, "dvc", "exp", "show", "--no-pager", "--csv").stdout
+    assert "vae.z_dim" in shown.splitlines()[0] and "controller.mean" in shown.splitlines()[0]
+
+
+def test_push_then_pull_restores_identical_files(repo):
+    before = digest(repo)
+    run(repo, "dvc", "push")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    for out in OUTS:
+        path = repo / out
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run(repo, "dvc", "pull")
+    assert digest(repo) == before
+    assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
