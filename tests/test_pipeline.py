@@ -169,6 +169,16 @@ def test_checkpoint_of_another_z_dim_is_named(repo):
         run(repo, "dvc", "checkout", "-f")
 
 
+def test_viewer_falls_back_to_mp4_without_a_display(repo):
+    env = {key: value for key, value in ENV.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    for agent in ("world_model", "ppo"):
+        result = subprocess.run(["python", "-m", "wm.play", "--agent", agent, "--seed", "5"], cwd=repo,
+                                env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert f"wrote the drive to play_{agent}_5.mp4" in result.stdout
+        assert b"avc1" in (repo / f"play_{agent}_5.mp4").read_bytes()
+
+
 def test_experiment_reruns_only_what_depends_on_the_vae(repo):
     result = run(repo, "dvc", "exp", "run", "-S", "vae.z_dim=4")
     assert stages_run(result.stdout) == STAGES[2:]

@@ -4,7 +4,7 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecTransposeImage
 
 from wm.env import ENV_ID, track_seeds
 
@@ -39,7 +39,9 @@ def train_ppo(cfg, max_steps, seed, device, out_dir, live):
     env_kwargs = {"max_episode_steps": max_steps}
     env = make_vec_env(ENV_ID, n_envs=cfg.n_envs, seed=seed, vec_env_cls=vec_env_cls,
                        env_kwargs=env_kwargs)
-    eval_env = make_vec_env(ENV_ID, n_envs=1, seed=track_seeds("ppo", 1)[0], env_kwargs=env_kwargs)
+    # the same wrapping as PPO gives the training env (channels first), so evaluation sees alike
+    eval_env = VecTransposeImage(make_vec_env(ENV_ID, n_envs=1, seed=track_seeds("ppo", 1)[0],
+                                              env_kwargs=env_kwargs))
     eval_callback = EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes,
                                  eval_freq=max(cfg.eval_freq // cfg.n_envs, 1),
                                  best_model_save_path=str(out_dir), deterministic=True, verbose=0)

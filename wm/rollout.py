@@ -24,9 +24,10 @@ class Rollout:
     rewards: list = field(default_factory=list)
 
 
-def run_episode(env, policy, seed, record=False, render=False):
+def run_episode(env, policy, seed, record=False, render=False, stop=None):
     """Drive one episode on track `seed`; with `record`, keep frames, actions and rewards;
-    with `render`, also keep env.render() frames (the env must have render_mode='rgb_array')."""
+    with `render`, also keep env.render() frames (the env must have render_mode='rgb_array');
+    `stop()`, if given, is asked after every step and ends the episode early when True."""
     obs, _ = env.reset(seed=seed)
     policy.reset(seed)
     rollout = Rollout(seed=seed)
@@ -45,7 +46,7 @@ def run_episode(env, policy, seed, record=False, render=False):
             rollout.rewards.append(reward)
         if render:
             rollout.renders.append(env.render())
-        if terminated or truncated:
+        if terminated or truncated or (stop is not None and stop()):
             rollout.terminated, rollout.truncated = bool(terminated), bool(truncated)
             return rollout
 
