@@ -118,5 +118,7 @@ def test_controller_size_and_action_bounds():
     assert actions[:, 0].min() >= -1 and actions[:, 0].max() <= 1
     assert actions[:, 1:].min() >= 0 and actions[:, 1:].max() <= 1
     np.testing.assert_array_equal(Controller(32, 256, controller.params).params, controller.params)
+    # CMA-ES starts at zero: half throttle, no brake, straight ahead
+    np.testing.assert_array_equal(Controller(4, 6).act(np.ones((1, 4)), np.ones((1, 6))), [[0, 0.5, 0]])
     with pytest.raises(ValueError, match="867"):
         Controller(32, 256, np.zeros(10))

@@ -2,7 +2,10 @@
 that CMA-ES evolves.
 
     a = tanh(W [z, h] + b), W: (3, Z+H), b: (3,)  ->  (Z+H)*3 + 3 parameters
-    steer = a0 in [-1, 1], gas = (a1 + 1) / 2 in [0, 1], brake = (a2 + 1) / 2 in [0, 1]
+    steer = a0 in [-1, 1], gas = (a1 + 1) / 2 in [0, 1], brake = max(a2, 0) in [0, 1]
+
+The brake is clipped rather than rescaled, as in the paper's code: a controller near zero
+(CMA-ES's start) then drives at half throttle without braking, and explores the track.
 """
 import numpy as np
 
@@ -37,7 +40,7 @@ class Controller:
         """z: (B, Z), h: (B, H) float -> actions (B, 3) float32 within the env's bounds."""
         x = np.concatenate([z, h], axis=-1)
         a = np.tanh(x @ self.weight.T + self.bias)
-        return np.stack([a[:, 0], (a[:, 1] + 1) / 2, (a[:, 2] + 1) / 2], axis=-1).astype(np.float32)
+        return np.stack([a[:, 0], (a[:, 1] + 1) / 2, np.maximum(a[:, 2], 0)], axis=-1).astype(np.float32)
 
 
 def save_controller(path, controller):
