@@ -2,10 +2,9 @@
 
 outs: data/rollouts/episode_XXXXX.npz; metrics/collect.json
 """
-from pathlib import Path
-
 import numpy as np
 
+from wm import paths
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.episodes import episode_name, save_episode
@@ -13,19 +12,17 @@ from wm.errors import UserError, main
 from wm.io import Timer, atomic_dir, write_json
 from wm.rollout import run_episodes, to_episode
 
-PPO_MODEL = Path("models/ppo/best_model.zip")
-
 
 @main
 def run():
     params = load_params()
     cfg = params.collect
-    if cfg.policy in ("ppo", "mix") and not PPO_MODEL.exists():
-        raise UserError(f"{PPO_MODEL}: not found, but collect.policy is {cfg.policy} (run the ppo stage)")
-    spec = {"kind": cfg.policy, "path": str(PPO_MODEL), "action_noise": cfg.action_noise,
+    if cfg.policy in ("ppo", "mix") and not paths.PPO_MODEL.exists():
+        raise UserError(f"{paths.PPO_MODEL}: not found, but collect.policy is {cfg.policy} (run the ppo stage)")
+    spec = {"kind": cfg.policy, "path": str(paths.PPO_MODEL), "action_noise": cfg.action_noise,
             "ppo_fraction": cfg.ppo_fraction}
     timer = Timer()
-    with atomic_dir("data/rollouts") as out_dir:
+    with atomic_dir(paths.ROLLOUTS) as out_dir:
         rollouts = run_episodes(
             spec, track_seeds("collect", cfg.episodes), params.env.max_steps, cfg.workers,
             record=True, desc="collect",

@@ -3,6 +3,7 @@ the real CarRacing-v3 with the VAE encoding every frame and the MDN-RNN carrying
 
 outs: models/controller.pt; metrics/controller/ (dvclive: best/mean/worst per generation)
 """
+from wm import paths
 from wm.config import load_params
 from wm.controller import Controller, n_params, save_controller
 from wm.errors import main
@@ -12,17 +13,15 @@ from wm.mdnrnn import MDNRNN
 from wm.rollout import EpisodePool
 from wm.vae import ConvVAE
 
-VAE, MDNRNN_PATH = "models/vae.pt", "models/mdnrnn.pt"
-
 
 @main
 def run():
     params = load_params()
     cfg = params.controller
-    vae = load_model(VAE, ConvVAE, z_dim=params.vae.z_dim)
-    mdnrnn = load_model(MDNRNN_PATH, MDNRNN, z_dim=vae.z_dim)
+    vae = load_model(paths.VAE, ConvVAE, z_dim=params.vae.z_dim)
+    mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
     timer = Timer()
-    spec = {"kind": "world_model", "vae": VAE, "mdnrnn": MDNRNN_PATH}
+    spec = {"kind": "world_model", "vae": str(paths.VAE), "mdnrnn": str(paths.MDNRNN)}
     with EpisodePool(spec, params.env.max_steps, cfg.workers) as pool, \
             open_live("metrics/controller") as live:
         best_params, best_return = evolve_controller(
@@ -30,7 +29,7 @@ def run():
             cfg.generations, cfg.sigma0, params.seed, live)
         live.log_metric("best_return", best_return, plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
-    save_controller("models/controller.pt", Controller(vae.z_dim, mdnrnn.hidden, best_params))
+    save_controller(paths.CONTROLLER, Controller(vae.z_dim, mdnrnn.hidden, best_params))
 
 
 if __name__ == "__main__":

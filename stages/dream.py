@@ -5,15 +5,13 @@ outs: metrics/dream.mp4; metrics/dream.json
 """
 import numpy as np
 
+from wm.agents import load_world_model
 from wm.config import load_params
-from wm.controller import load_controller
 from wm.dream import dream_rollout
 from wm.env import make_env, track_seeds
 from wm.errors import main
-from wm.io import Timer, load_model, write_json
-from wm.mdnrnn import MDNRNN
+from wm.io import Timer, write_json
 from wm.rollout import build_policy, run_episode
-from wm.vae import ConvVAE
 from wm.video import side_by_side, write_mp4
 
 
@@ -21,14 +19,10 @@ from wm.video import side_by_side, write_mp4
 def run():
     params = load_params()
     cfg = params.dream
-    vae = load_model("models/vae.pt", ConvVAE, z_dim=params.vae.z_dim)
-    mdnrnn = load_model("models/mdnrnn.pt", MDNRNN, z_dim=vae.z_dim)
-    controller = load_controller("models/controller.pt", vae.z_dim, mdnrnn.hidden)
+    vae, mdnrnn, controller, spec = load_world_model(params.vae.z_dim)
     timer = Timer()
     seed = track_seeds("dream", 1)[0]
     env = make_env(params.env.max_steps)
-    spec = {"kind": "world_model", "vae": "models/vae.pt", "mdnrnn": "models/mdnrnn.pt",
-            "controller": controller.params}
     real = run_episode(env, build_policy(spec), seed, record=True)
     env.close()
     # start after the zoom-in animation of the first frames, where the car is already on the road

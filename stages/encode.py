@@ -2,6 +2,7 @@
 
 outs: data/latents/episode_XXXXX.npz; metrics/encode.json
 """
+from wm import paths
 from wm.config import load_params
 from wm.episodes import Latents, list_files, load_episode, save_latents
 from wm.errors import main
@@ -14,12 +15,12 @@ from tqdm import tqdm
 @main
 def run():
     params = load_params()
-    files = list_files("data/rollouts", "episode")
-    vae = load_model("models/vae.pt", ConvVAE, z_dim=params.vae.z_dim)
+    files = list_files(paths.ROLLOUTS, "episode")
+    vae = load_model(paths.VAE, ConvVAE, z_dim=params.vae.z_dim)
     device = resolve_device(params.device)
     timer = Timer()
     frames = 0
-    with atomic_dir("data/latents") as out_dir:
+    with atomic_dir(paths.LATENTS) as out_dir:
         for path in tqdm(files, desc="encode", unit="ep"):
             episode = load_episode(path)
             mu, logvar = encode_frames(vae, episode.obs, params.encode.batch_size, device)

@@ -5,14 +5,13 @@ outs: metrics/eval.json; metrics/eval_drive.mp4
 """
 import numpy as np
 
+from wm import paths
+from wm.agents import load_world_model
 from wm.config import load_params
-from wm.controller import load_controller
 from wm.env import make_env, track_seeds
 from wm.errors import main
-from wm.io import Timer, load_model, write_json
-from wm.mdnrnn import MDNRNN
+from wm.io import Timer, write_json
 from wm.rollout import build_policy, run_episode, run_episodes
-from wm.vae import ConvVAE
 from wm.video import write_mp4
 
 
@@ -27,16 +26,10 @@ def summary(rollouts):
 def run():
     params = load_params()
     cfg = params.evaluate
-    vae = load_model("models/vae.pt", ConvVAE, z_dim=params.vae.z_dim)
-    mdnrnn = load_model("models/mdnrnn.pt", MDNRNN, z_dim=vae.z_dim)
-    controller = load_controller("models/controller.pt", vae.z_dim, mdnrnn.hidden)
+    *_, world_model = load_world_model(params.vae.z_dim)
     seeds = track_seeds("test", cfg.episodes)
-    policies = {
-        "controller": {"kind": "world_model", "vae": "models/vae.pt", "mdnrnn": "models/mdnrnn.pt",
-                       "controller": controller.params},
-        "ppo": {"kind": "ppo", "path": "models/ppo/best_model.zip"},
-        "random": {"kind": "random"},
-    }
+    policies = {"controller": world_model, "ppo": {"kind": "ppo", "path": str(paths.PPO_MODEL)},
+                "random": {"kind": "random"}}
     timer = Timer()
     results = {"test_seeds": seeds}
     for name, spec in policies.items():

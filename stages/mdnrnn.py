@@ -4,6 +4,7 @@ outs: models/mdnrnn.pt; metrics/mdnrnn/ (dvclive: metrics.json, loss curves)
 """
 import torch
 
+from wm import paths
 from wm.config import load_params
 from wm.data import load_all_latents, split_files
 from wm.episodes import list_files
@@ -18,7 +19,7 @@ def run():
     params = load_params()
     cfg = params.mdnrnn
     timer = Timer()
-    train_files, val_files = split_files(list_files("data/latents", "latent"), cfg.val_fraction)
+    train_files, val_files = split_files(list_files(paths.LATENTS, "latent"), cfg.val_fraction)
     train_latents = load_all_latents(train_files, params.vae.z_dim)
     val_latents = load_all_latents(val_files, params.vae.z_dim)
     torch.manual_seed(params.seed)
@@ -27,7 +28,7 @@ def run():
         train_mdnrnn(mdnrnn, train_latents, val_latents, cfg.epochs, cfg.seq_len, cfg.batch_size,
                      cfg.learning_rate, cfg.grad_clip, resolve_device(params.device), live, params.seed)
         live.log_metric("seconds", timer.seconds, plot=False)
-    save_checkpoint("models/mdnrnn.pt", mdnrnn.config, mdnrnn.cpu().state_dict())
+    save_checkpoint(paths.MDNRNN, mdnrnn.config, mdnrnn.cpu().state_dict())
 
 
 if __name__ == "__main__":

@@ -2,10 +2,9 @@
 
 outs: models/ppo/{best_model,final_model}.zip; metrics/ppo/ (dvclive: metrics.json, curves)
 """
-from pathlib import Path
-
 import torch
 
+from wm import paths
 from wm.config import load_params
 from wm.errors import main
 from wm.io import Timer, open_live, resolve_device
@@ -17,11 +16,10 @@ def run():
     params = load_params()
     timer = Timer()
     torch.manual_seed(params.seed)
-    out_dir = Path("models/ppo")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths.PPO_DIR.mkdir(parents=True, exist_ok=True)
     with open_live("metrics/ppo") as live:
         best = train_ppo(params.ppo, params.env.max_steps, params.seed,
-                         resolve_device(params.device), out_dir, live)
+                         resolve_device(params.device), paths.PPO_DIR, live)
         live.log_metric("eval/best_mean_reward", best, plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
 

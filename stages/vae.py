@@ -5,6 +5,7 @@ outs: models/vae.pt; metrics/vae/ (dvclive: metrics.json, loss curves); metrics/
 import numpy as np
 import torch
 
+from wm import paths
 from wm.config import load_params
 from wm.data import load_frames, split_files
 from wm.episodes import list_files
@@ -29,7 +30,7 @@ def run():
     params = load_params()
     cfg = params.vae
     timer = Timer()
-    train_files, val_files = split_files(list_files("data/rollouts", "episode"), cfg.val_fraction)
+    train_files, val_files = split_files(list_files(paths.ROLLOUTS, "episode"), cfg.val_fraction)
     train_frames, val_frames = load_frames(train_files), load_frames(val_files)
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
@@ -40,7 +41,7 @@ def run():
         live.log_metric("train_frames", len(train_frames), plot=False)
         live.log_metric("val_frames", len(val_frames), plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
-    save_checkpoint("models/vae.pt", vae.config, vae.cpu().state_dict())
+    save_checkpoint(paths.VAE, vae.config, vae.cpu().state_dict())
     shown = val_frames if len(val_frames) else train_frames
     picks = shown[np.linspace(0, len(shown) - 1, 8).astype(int)]
     write_png("metrics/vae_reconstruction.png", reconstruction_grid(vae, picks, "cpu"))

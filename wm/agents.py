@@ -85,3 +85,21 @@ class WorldModelAgent:
                                          self.state)
         self.h = self.state[0][0].numpy()  # (1, H)
         return action[0]
+
+
+def load_world_model(z_dim):
+    """The trained VAE, MDN-RNN and controller, checked against each other and against the
+    `vae.z_dim` param. Returns (vae, mdnrnn, controller, spec), where spec builds the same
+    WorldModelAgent in a worker process (see wm.rollout.build_policy)."""
+    from wm import paths
+    from wm.controller import load_controller
+    from wm.io import load_model
+    from wm.mdnrnn import MDNRNN
+    from wm.vae import ConvVAE
+
+    vae = load_model(paths.VAE, ConvVAE, z_dim=z_dim)
+    mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
+    controller = load_controller(paths.CONTROLLER, vae.z_dim, mdnrnn.hidden)
+    spec = {"kind": "world_model", "vae": str(paths.VAE), "mdnrnn": str(paths.MDNRNN),
+            "controller": controller.params}
+    return vae, mdnrnn, controller, spec

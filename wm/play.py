@@ -8,29 +8,22 @@ import os
 import sys
 from pathlib import Path
 
+from wm import paths
+from wm.agents import load_world_model
 from wm.config import load_params
-from wm.controller import load_controller
 from wm.env import make_env, track_seeds
 from wm.errors import UserError, main
-from wm.io import load_model
-from wm.mdnrnn import MDNRNN
 from wm.rollout import build_policy, run_episode
-from wm.vae import ConvVAE
 from wm.video import write_mp4
 
 
 def policy_spec(agent, z_dim):
     """The spec of the trained `agent` (world_model or ppo), checking its files exist."""
     if agent == "ppo":
-        path = Path("models/ppo/best_model.zip")
-        if not path.exists():
-            raise UserError(f"{path}: not found; train it with `dvc repro ppo` or fetch it with `dvc pull`")
-        return {"kind": "ppo", "path": str(path)}
-    vae = load_model("models/vae.pt", ConvVAE, z_dim=z_dim)
-    mdnrnn = load_model("models/mdnrnn.pt", MDNRNN, z_dim=vae.z_dim)
-    controller = load_controller("models/controller.pt", vae.z_dim, mdnrnn.hidden)
-    return {"kind": "world_model", "vae": "models/vae.pt", "mdnrnn": "models/mdnrnn.pt",
-            "controller": controller.params}
+        if not paths.PPO_MODEL.exists():
+            raise UserError(f"{paths.PPO_MODEL}: not found; train it (dvc repro ppo) or fetch it (dvc pull)")
+        return {"kind": "ppo", "path": str(paths.PPO_MODEL)}
+    return load_world_model(z_dim)[-1]
 
 
 def has_display():
