@@ -10,7 +10,8 @@ from wm.env import track_seeds
 from wm.episodes import episode_name, save_episode
 from wm.errors import UserError, main
 from wm.io import Timer, atomic_dir, write_json
-from wm.rollout import run_episodes, to_episode
+from wm.rollout import build_policy, drive, to_episode
+from wm.vector_env import make_vector_env
 
 
 @main
@@ -21,10 +22,12 @@ def run():
         raise UserError(f"{paths.PPO_MODEL}: not found, but collect.policy is {cfg.policy} (run the ppo stage)")
     spec = {"kind": cfg.policy, "path": str(paths.PPO_MODEL), "action_noise": cfg.action_noise,
             "ppo_fraction": cfg.ppo_fraction}
+    policy = build_policy(spec)
     timer = Timer()
-    with atomic_dir(paths.ROLLOUTS) as out_dir:
-        rollouts = run_episodes(
-            spec, track_seeds("collect", cfg.episodes), params.env.max_steps, cfg.workers,
+    with atomic_dir(paths.ROLLOUTS) as out_dir, \
+            make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv:
+        rollouts = drive(
+            venv, policy, track_seeds("collect", cfg.episodes), params.env.batch_size,
             record=True, desc="collect",
             on_result=lambda i, rollout: save_episode(out_dir / episode_name(i), to_episode(rollout)))
     steps = sum(r.steps for r in rollouts)

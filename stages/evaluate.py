@@ -1,6 +1,10 @@
 """Stage evaluate: the world-model controller, the PPO agent and a random policy on the same fixed
 test tracks (a seed block no training stage uses), plus a video of one real controller drive.
 
+The reported returns are always on gymnasium's CarRacing-v3, the reference. With
+env.backend: envpool, the controller is also run on envpool's port of the same seeds
+(`controller_envpool`), to show how far the faster backend's numbers can be trusted.
+
 outs: metrics/eval.json; metrics/eval_drive.mp4
 """
 import numpy as np
@@ -11,7 +15,8 @@ from wm.config import load_params
 from wm.env import make_env, track_seeds
 from wm.errors import main
 from wm.io import Timer, write_json
-from wm.rollout import build_policy, run_episode, run_episodes
+from wm.rollout import build_policy, drive, run_episode
+from wm.vector_env import make_vector_env
 from wm.video import write_mp4
 
 
@@ -28,18 +33,22 @@ def run():
     cfg = params.evaluate
     *_, world_model = load_world_model(params.vae.z_dim)
     seeds = track_seeds("test", cfg.episodes)
-    policies = {"controller": world_model, "ppo": {"kind": "ppo", "path": str(paths.PPO_MODEL)},
-                "random": {"kind": "random"}}
+    runs = [("controller", world_model, "gymnasium"),
+            ("ppo", {"kind": "ppo", "path": str(paths.PPO_MODEL)}, "gymnasium"),
+            ("random", {"kind": "random"}, "gymnasium")]
+    if params.env.backend == "envpool":
+        runs.append(("controller_envpool", world_model, "envpool"))
     timer = Timer()
     results = {"test_seeds": seeds}
-    for name, spec in policies.items():
-        results[name] = summary(run_episodes(spec, seeds, params.env.max_steps, cfg.workers,
-                                             desc=f"evaluate {name}"))
+    for name, spec, backend in runs:
+        with make_vector_env(backend, params.env.max_steps, cfg.workers) as venv:
+            results[name] = summary(drive(venv, build_policy(spec), seeds, params.env.batch_size,
+                                          desc=f"evaluate {name}"))
     env = make_env(params.env.max_steps, render_mode="rgb_array")
-    drive = run_episode(env, build_policy(policies["controller"]), seeds[0], render=True)
+    video = run_episode(env, build_policy(world_model), seeds[0], render=True)
     env.close()
-    write_mp4("metrics/eval_drive.mp4", drive.renders, fps=50)
-    results["video"] = {"seed": seeds[0], "return": round(drive.total_reward, 2), "steps": drive.steps}
+    write_mp4("metrics/eval_drive.mp4", video.renders, fps=50)
+    results["video"] = {"seed": seeds[0], "return": round(video.total_reward, 2), "steps": video.steps}
     results["seconds"] = timer.seconds
     write_json("metrics/eval.json", results)
 

@@ -1,30 +1,38 @@
-"""Everything that drives the car, behind one interface: `reset(seed)` at the start of an
-episode, then `act(obs)` with the env's (96, 96, 3) uint8 frame -> (3,) float32 action.
+"""Everything that drives the car, batched, behind one interface:
+
+    policy.reset(seeds)        # a new episode on each of N tracks
+    actions = policy.act(obs)  # obs (N, 96, 96, 3) uint8 env frames -> (N, 3) float32 actions
+
+A single drive is a batch of one. Batching is what makes the world-model agent fast: the VAE
+encodes N frames in one call and the MDN-RNN steps N hidden states in one call.
 """
 import numpy as np
 import torch
 
-from wm.controller import Controller
-from wm.env import clip_action, prepare_frame
+from wm.controller import Controller, actions_from
+from wm.env import ACTION_HIGH, ACTION_LOW, prepare_frame
 from wm.vae import to_input
 
 
 class RandomPolicy:
-    """Random driving with temporally correlated actions: an AR(1) process per action channel,
-    so the car holds a turn or a throttle for a while instead of jittering in place."""
+    """Random driving with temporally correlated actions: an AR(1) process per action channel
+    and track, so the car holds a turn or a throttle for a while instead of jittering in place.
+    Each track's actions depend only on its seed."""
 
     def __init__(self, correlation=0.95):
         self.correlation = correlation
 
-    def reset(self, seed):
-        self.rng = np.random.default_rng(seed)
-        self.state = self.rng.standard_normal(3)
+    def reset(self, seeds):
+        self.rngs = [np.random.default_rng(seed) for seed in seeds]
+        self.state = np.stack([rng.standard_normal(3) for rng in self.rngs])  # (N, 3)
 
     def act(self, obs):
         rho = self.correlation
-        self.state = rho * self.state + np.sqrt(1 - rho**2) * self.rng.standard_normal(3)
-        steer, gas, brake = self.state
-        return clip_action([steer, 0.5 + 0.5 * gas, brake - 1.0])
+        noise = np.stack([rng.standard_normal(3) for rng in self.rngs])
+        self.state = rho * self.state + np.sqrt(1 - rho**2) * noise
+        steer, gas, brake = self.state.T
+        return np.clip(np.stack([steer, 0.5 + 0.5 * gas, brake - 1.0], axis=1),
+                       ACTION_LOW, ACTION_HIGH).astype(np.float32)
 
 
 class PPOPolicy:
@@ -36,61 +44,79 @@ class PPOPolicy:
         self.model = PPO.load(path, device="cpu")
         self.action_noise = action_noise
 
-    def reset(self, seed):
-        self.rng = np.random.default_rng(seed)
+    def reset(self, seeds):
+        self.rngs = [np.random.default_rng([seed, 2]) for seed in seeds]
 
-    def act(self, obs):
-        action, _ = self.model.predict(obs, deterministic=True)
+    def act(self, obs, rows=None):
+        """`rows`: the indices of the tracks this policy drives, if not all."""
+        rows = np.arange(len(obs)) if rows is None else rows
+        actions, _ = self.model.predict(obs[rows], deterministic=True)
         if self.action_noise > 0:
-            action = action + self.action_noise * self.rng.standard_normal(3)
-        return clip_action(action)
+            actions = actions + self.action_noise * np.stack([self.rngs[i].standard_normal(3) for i in rows])
+        return np.clip(actions, ACTION_LOW, ACTION_HIGH).astype(np.float32)
 
 
 class MixPolicy:
-    """Per episode, the PPO agent with probability `ppo_fraction`, else the random policy."""
+    """Per track, the PPO agent with probability `ppo_fraction` (decided by the seed), else the
+    random policy."""
 
     def __init__(self, ppo, random, ppo_fraction):
         self.ppo, self.random, self.ppo_fraction = ppo, random, ppo_fraction
 
-    def reset(self, seed):
-        use_ppo = np.random.default_rng([seed, 1]).random() < self.ppo_fraction
-        self.current = self.ppo if use_ppo else self.random
-        self.current.reset(seed)
+    def reset(self, seeds):
+        self.use_ppo = np.array([np.random.default_rng([seed, 1]).random() < self.ppo_fraction
+                                 for seed in seeds])
+        self.ppo.reset(seeds)
+        self.random.reset(seeds)
 
     def act(self, obs):
-        return self.current.act(obs)
+        actions = self.random.act(obs)  # stepped for every track, so each track's noise is its own
+        rows = np.flatnonzero(self.use_ppo)
+        if len(rows):
+            actions[rows] = self.ppo.act(obs, rows)
+        return actions
 
 
 class WorldModelAgent:
-    """The paper's agent: the VAE encodes each frame to z (its mean), the controller acts on
-    [z, h], and the MDN-RNN, fed (z, action), carries h to the next step."""
+    """The paper's agent, N at a time: the VAE encodes each frame to z (its mean), a controller
+    per track acts on [z, h], and the MDN-RNN, fed (z, action), carries h to the next step.
 
-    def __init__(self, vae, mdnrnn, controller_params):
+    `set_controllers(params)` takes one flat controller vector for all tracks, or one per track
+    (N, n_params): CMA-ES evaluates a whole population in one batch that way.
+    """
+
+    def __init__(self, vae, mdnrnn, controller_params=None):
         self.vae, self.mdnrnn = vae, mdnrnn
-        self.set_controller(controller_params)
+        self.set_controllers(controller_params)
 
-    def set_controller(self, params):
-        """Swap in another controller parameter vector (None = all zeros)."""
-        self.controller = Controller(self.vae.z_dim, self.mdnrnn.hidden, params)
+    def set_controllers(self, params):
+        """params: None (zeros), (n_params,) for every track, or (N, n_params), one per track."""
+        z_dim, h_dim = self.vae.z_dim, self.mdnrnn.hidden
+        params = Controller(z_dim, h_dim).params if params is None else np.asarray(params, np.float32)
+        controllers = [Controller(z_dim, h_dim, p) for p in np.atleast_2d(params)]
+        self.weight = torch.from_numpy(np.stack([c.weight for c in controllers]))  # (N or 1, 3, Z+H)
+        self.bias = torch.from_numpy(np.stack([c.bias for c in controllers]))  # (N or 1, 3)
 
-    def reset(self, seed):
-        self.state = self.mdnrnn.initial_state(1)
-        self.h = np.zeros((1, self.mdnrnn.hidden), dtype=np.float32)
+    def reset(self, seeds):
+        if len(self.weight) not in (1, len(seeds)):
+            raise ValueError(f"{len(self.weight)} controllers for {len(seeds)} tracks")
+        self.state = self.mdnrnn.initial_state(len(seeds))  # (h, c), each (1, N, H)
 
     @torch.inference_mode()
     def act(self, obs):
-        z, _ = self.vae.encode(to_input(prepare_frame(obs)[None], "cpu"))  # (1, Z)
-        action = self.controller.act(z.numpy(), self.h)  # (1, 3)
-        _, self.state = self.mdnrnn.lstm(torch.cat([z, torch.from_numpy(action)], -1)[:, None],
-                                         self.state)
-        self.h = self.state[0][0].numpy()  # (1, H)
-        return action[0]
+        frames = np.stack([prepare_frame(frame) for frame in obs])  # (N, 64, 64, 3) uint8
+        z, _ = self.vae.encode(to_input(frames, "cpu"))  # (N, Z)
+        x = torch.cat([z, self.state[0][0]], dim=1)  # (N, Z+H)
+        raw = torch.tanh(torch.einsum("nad,nd->na", self.weight.expand(len(x), -1, -1), x) + self.bias)
+        actions = actions_from(raw.numpy())  # (N, 3)
+        _, self.state = self.mdnrnn.lstm(torch.cat([z, torch.from_numpy(actions)], 1)[:, None], self.state)
+        return actions
 
 
 def load_world_model(z_dim):
     """The trained VAE, MDN-RNN and controller, checked against each other and against the
     `vae.z_dim` param. Returns (vae, mdnrnn, controller, spec), where spec builds the same
-    WorldModelAgent in a worker process (see wm.rollout.build_policy)."""
+    WorldModelAgent elsewhere (see wm.rollout.build_policy)."""
     from wm import paths
     from wm.controller import load_controller
     from wm.io import load_model

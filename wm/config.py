@@ -22,7 +22,9 @@ def _p(lo=None, hi=None, choices=None):
 
 @dataclass(frozen=True)
 class EnvConfig:
+    backend: str = _p(choices=("gymnasium", "envpool"))
     max_steps: int = _p(1, 100_000)
+    batch_size: int = _p(1, 65_536)
 
 
 @dataclass(frozen=True)

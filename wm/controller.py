@@ -39,8 +39,12 @@ class Controller:
     def act(self, z, h):
         """z: (B, Z), h: (B, H) float -> actions (B, 3) float32 within the env's bounds."""
         x = np.concatenate([z, h], axis=-1)
-        a = np.tanh(x @ self.weight.T + self.bias)
-        return np.stack([a[:, 0], (a[:, 1] + 1) / 2, np.maximum(a[:, 2], 0)], axis=-1).astype(np.float32)
+        return actions_from(np.tanh(x @ self.weight.T + self.bias))
+
+
+def actions_from(a):
+    """Controller outputs a (B, 3) in [-1, 1] -> env actions (B, 3) float32: steer, gas, brake."""
+    return np.stack([a[:, 0], (a[:, 1] + 1) / 2, np.maximum(a[:, 2], 0)], axis=-1).astype(np.float32)
 
 
 def save_controller(path, controller):

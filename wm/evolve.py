@@ -7,14 +7,18 @@ warnings.filterwarnings("ignore", message="Could not import matplotlib")  # cma'
 import cma  # noqa: E402
 
 from wm.env import track_seeds
+from wm.rollout import drive
 
 
-def evolve_controller(pool, n_params, population, rollouts, generations, sigma0, seed, live):
+def evolve_controller(venv, agent, batch_size, n_params, population, rollouts, generations, sigma0,
+                      seed, live):
     """Evolve controller parameters with CMA-ES.
 
     Each generation, every candidate drives the same `rollouts` tracks (common random numbers,
-    so candidates are compared on equal terms) through `pool` (an EpisodePool of world-model
-    agents); its fitness is the mean return. Logs best/mean/worst per generation to `live`.
+    so candidates are compared on equal terms); `agent` (a WorldModelAgent) drives all of the
+    generation's episodes through the vector env `venv`, `batch_size` at a time, each with its
+    candidate's controller. A candidate's fitness is its mean return. Logs best/mean/worst
+    per generation to `live`.
     Returns (best params (n_params,), its mean return): the best candidate seen in any generation.
     """
     es = cma.CMAEvolutionStrategy(np.zeros(n_params), sigma0,
@@ -25,8 +29,8 @@ def evolve_controller(pool, n_params, population, rollouts, generations, sigma0,
         seeds = track_seeds("controller", rollouts, start=generation * rollouts)
         rollout_seeds = [s for _ in candidates for s in seeds]
         rollout_params = [c for c in candidates for _ in seeds]
-        results = pool.run(rollout_seeds, params=rollout_params,
-                           desc=f"generation {generation + 1}/{generations}")
+        results = drive(venv, agent, rollout_seeds, batch_size, params=np.stack(rollout_params),
+                        desc=f"generation {generation + 1}/{generations}")
         returns = np.array([r.total_reward for r in results]).reshape(len(candidates), rollouts).mean(1)
         es.tell(candidates, (-returns).tolist())
         if returns.max() > best_return:

@@ -1,0 +1,121 @@
+"""Many CarRacing-v3 tracks stepped together, behind one interface for both backends:
+
+    venv = make_vector_env(backend, max_steps, threads)
+    obs = venv.reset(seeds)            # (N, 96, 96, 3) uint8; env i drives track seeds[i]
+    obs, reward, terminated, truncated = venv.step(actions)   # actions (N, 3) float32
+    venv.close()
+
+- `gymnasium`: the reference env, in `threads` worker processes that each step their share
+  of the tracks one after another (its rendering is pure Python, so processes, not threads);
+  the workers live as long as the vector env, so many batches pay their start-up once.
+- `envpool`: envpool's C++ port of CarRacing-v3 (several times faster per step), stepped by
+  its own thread pool; a new pool per batch of seeds (it takes its seeds at construction,
+  and making one takes milliseconds).
+
+An env whose episode has ended keeps being stepped (its results are to be ignored) until the
+whole batch is done; callers track which episodes are still running.
+"""
+import multiprocessing
+
+import numpy as np
+
+from wm.env import make_env
+
+BACKENDS = ("gymnasium", "envpool")
+
+
+def make_vector_env(backend, max_steps, threads):
+    if backend == "envpool":
+        return EnvpoolVectorEnv(max_steps, threads)
+    if backend == "gymnasium":
+        return GymnasiumVectorEnv(max_steps, threads)
+    raise ValueError(f"unknown env backend {backend!r} (known: {', '.join(BACKENDS)})")
+
+
+class _Closing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class EnvpoolVectorEnv(_Closing):
+    def __init__(self, max_steps, threads):
+        self.max_steps, self.threads, self.env = max_steps, threads, None
+
+    def reset(self, seeds):
+        import envpool
+
+        self.close()
+        self.env = envpool.make_gymnasium("CarRacing-v3", num_envs=len(seeds), batch_size=len(seeds),
+                                          num_threads=self.threads, seed=[int(s) for s in seeds],
+                                          max_episode_steps=self.max_steps)
+        obs, _ = self.env.reset()
+        return obs
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, _ = self.env.step(np.asarray(actions, np.float32))
+        return obs, reward.astype(np.float32), terminated, truncated
+
+    def close(self):
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+def _gymnasium_worker(connection, max_steps):
+    """Answer ("reset", seeds) and ("step", actions) messages for this worker's share of the
+    tracks, making more envs as needed, until "close"."""
+    envs, done = [], np.zeros(0, dtype=bool)
+    while True:
+        message = connection.recv()
+        if message == "close":
+            break
+        if message[0] == "reset":
+            seeds = message[1]
+            envs += [make_env(max_steps) for _ in range(len(seeds) - len(envs))]
+            done = np.zeros(len(seeds), dtype=bool)
+            connection.send(np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)]))
+            continue
+        actions = message[1]
+        obs = np.zeros((len(done), 96, 96, 3), dtype=np.uint8)
+        reward = np.zeros(len(done), dtype=np.float32)
+        terminated, truncated = np.zeros_like(done), np.zeros_like(done)
+        for i in range(len(done)):
+            if not done[i]:  # an ended episode is not stepped again: nothing to compute
+                obs[i], reward[i], terminated[i], truncated[i], _ = envs[i].step(actions[i])
+                done[i] = terminated[i] or truncated[i]
+        connection.send((obs, reward, terminated, truncated))
+    for env in envs:
+        env.close()
+
+
+class GymnasiumVectorEnv(_Closing):
+    def __init__(self, max_steps, threads):
+        context = multiprocessing.get_context("spawn")
+        self.connections, self.processes = [], []
+        for _ in range(max(1, threads)):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_gymnasium_worker, args=(theirs, max_steps), daemon=True)
+            process.start()
+            self.connections.append(ours)
+            self.processes.append(process)
+
+    def reset(self, seeds):
+        self.slices = [part for part in np.array_split(np.arange(len(seeds)), len(self.connections))]
+        for connection, part in zip(self.connections, self.slices):
+            connection.send(("reset", [seeds[i] for i in part]))
+        return np.concatenate([connection.recv() for connection in self.connections])
+
+    def step(self, actions):
+        for connection, part in zip(self.connections, self.slices):
+            connection.send(("step", np.asarray(actions[part], np.float32)))
+        results = [connection.recv() for connection in self.connections]
+        return tuple(np.concatenate(column) for column in zip(*results))
+
+    def close(self):
+        for connection, process in zip(self.connections, self.processes):
+            connection.send("close")
+            process.join(timeout=10)
+        self.connections, self.processes = [], []
