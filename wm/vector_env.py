@@ -15,6 +15,7 @@
 An env whose episode has ended keeps being stepped (its results are to be ignored) until the
 whole batch is done; callers track which episodes are still running.
 """
+import contextlib
 import multiprocessing
 
 import numpy as np
@@ -76,7 +77,8 @@ def _gymnasium_worker(connection, max_steps):
             seeds = message[1]
             envs += [make_env(max_steps) for _ in range(len(seeds) - len(envs))]
             done = np.zeros(len(seeds), dtype=bool)
-            connection.send(np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)]))
+            frames = [env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)]
+            connection.send(np.stack(frames) if frames else np.zeros((0, 96, 96, 3), np.uint8))
             continue
         actions = message[1]
         obs = np.zeros((len(done), 96, 96, 3), dtype=np.uint8)
@@ -106,16 +108,24 @@ class GymnasiumVectorEnv(_Closing):
         self.slices = [part for part in np.array_split(np.arange(len(seeds)), len(self.connections))]
         for connection, part in zip(self.connections, self.slices):
             connection.send(("reset", [seeds[i] for i in part]))
-        return np.concatenate([connection.recv() for connection in self.connections])
+        return np.concatenate([self._receive(connection) for connection in self.connections])
 
     def step(self, actions):
         for connection, part in zip(self.connections, self.slices):
             connection.send(("step", np.asarray(actions[part], np.float32)))
-        results = [connection.recv() for connection in self.connections]
+        results = [self._receive(connection) for connection in self.connections]
         return tuple(np.concatenate(column) for column in zip(*results))
+
+    @staticmethod
+    def _receive(connection):
+        try:
+            return connection.recv()
+        except (EOFError, ConnectionError):
+            raise RuntimeError("a gymnasium env worker process died (its error is printed above)") from None
 
     def close(self):
         for connection, process in zip(self.connections, self.processes):
-            connection.send("close")
+            with contextlib.suppress(OSError):  # a worker that already died needs no goodbye
+                connection.send("close")
             process.join(timeout=10)
         self.connections, self.processes = [], []
