@@ -6,8 +6,8 @@ import torch
 
 from wm import paths
 from wm.config import load_params
-from wm.data import load_all_latents, split_files
-from wm.episodes import list_files
+from wm.data import split_files
+from wm.episodes import episode_length, list_files
 from wm.errors import main
 from wm.io import Timer, open_live, resolve_device, save_checkpoint
 from wm.mdnrnn import MDNRNN
@@ -20,13 +20,14 @@ def run():
     cfg = params.mdnrnn
     timer = Timer()
     train_files, val_files = split_files(list_files(paths.LATENTS, "latent"), cfg.val_fraction)
-    train_latents = load_all_latents(train_files, params.vae.z_dim)
-    val_latents = load_all_latents(val_files, params.vae.z_dim)
+    for path in train_files + val_files:  # a truncated file stops the stage before training
+        episode_length(path)
     torch.manual_seed(params.seed)
     mdnrnn = MDNRNN(params.vae.z_dim, hidden=cfg.hidden, mixtures=cfg.mixtures)
     with open_live("metrics/mdnrnn") as live:
-        train_mdnrnn(mdnrnn, train_latents, val_latents, cfg.epochs, cfg.seq_len, cfg.batch_size,
-                     cfg.learning_rate, cfg.grad_clip, resolve_device(params.device), live, params.seed)
+        train_mdnrnn(mdnrnn, train_files, val_files, cfg.epochs, cfg.seq_len, cfg.batch_size,
+                     cfg.buffer_episodes, cfg.learning_rate, cfg.grad_clip,
+                     resolve_device(params.device), live, params.seed)
         live.log_metric("seconds", timer.seconds, plot=False)
     save_checkpoint(paths.MDNRNN, mdnrnn.config, mdnrnn.cpu().state_dict())
 

@@ -8,7 +8,7 @@ import torch
 from wm import paths
 from wm.config import load_params
 from wm.data import load_frames, split_files
-from wm.episodes import list_files
+from wm.episodes import episode_length, list_files
 from wm.errors import main
 from wm.io import Timer, open_live, resolve_device, save_checkpoint
 from wm.train import train_vae
@@ -31,18 +31,20 @@ def run():
     cfg = params.vae
     timer = Timer()
     train_files, val_files = split_files(list_files(paths.ROLLOUTS, "episode"), cfg.val_fraction)
-    train_frames, val_frames = load_frames(train_files), load_frames(val_files)
+    # every file's header is checked before training: a truncated file stops the stage now
+    lengths = {path: episode_length(path) + 1 for path in train_files + val_files}
+    n_train = sum(lengths[path] for path in train_files)
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
     vae = ConvVAE(cfg.z_dim)
     with open_live("metrics/vae") as live:
-        train_vae(vae, train_frames, val_frames, cfg.epochs, cfg.batch_size, cfg.learning_rate,
-                  cfg.kl_tolerance, device, live, params.seed)
-        live.log_metric("train_frames", len(train_frames), plot=False)
-        live.log_metric("val_frames", len(val_frames), plot=False)
+        train_vae(vae, train_files, val_files, n_train, cfg.epochs, cfg.batch_size,
+                  cfg.buffer_episodes, cfg.learning_rate, cfg.kl_tolerance, device, live, params.seed)
+        live.log_metric("train_frames", n_train, plot=False)
+        live.log_metric("val_frames", sum(lengths[path] for path in val_files), plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
     save_checkpoint(paths.VAE, vae.config, vae.cpu().state_dict())
-    shown = val_frames if len(val_frames) else train_frames
+    shown = load_frames((val_files or train_files)[:1])
     picks = shown[np.linspace(0, len(shown) - 1, 8).astype(int)]
     write_png("metrics/vae_reconstruction.png", reconstruction_grid(vae, picks, "cpu"))
 

@@ -172,3 +172,35 @@ def test_params_file_errors(tmp_path):
     (tmp_path / "params.yaml").write_text("vae: [unclosed")
     with pytest.raises(UserError, match="not valid YAML"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_frame_stream_yields_every_frame_once_in_shuffled_order(tmp_path):
+    from wm.data import frame_batches
+
+    files = []
+    for i in range(5):
+        episode = make_episode(steps=6, seed=i)
+        episode.obs[:] = np.arange(7, dtype=np.uint8)[:, None, None, None] + 10 * i  # frame ids
+        files.append(tmp_path / f"episode_{i:05d}.npz")
+        save_episode(files[-1], episode)
+    batches = list(frame_batches(files, batch_size=4, buffer_episodes=2, rng=np.random.default_rng(0)))
+    ids = np.concatenate([b[:, 0, 0, 0] for b in batches])
+    assert sorted(ids.tolist()) == sorted(j + 10 * i for i in range(5) for j in range(7))
+    assert ids.tolist() != sorted(ids.tolist())
+    assert max(len(b) for b in batches) == 4
+    ordered = np.concatenate([b[:, 0, 0, 0] for b in frame_batches(files, 4, 2)])
+    assert ordered.tolist() == [j + 10 * i for i in range(5) for j in range(7)]
+
+
+def test_sequence_stream_covers_every_step(tmp_path):
+    from wm.data import sequence_batches
+
+    files = []
+    for i, steps in enumerate([9, 4, 12]):
+        files.append(tmp_path / f"episode_{i:05d}.npz")
+        save_latents(files[-1], make_latents(steps=steps, seed=i))
+    batches = list(sequence_batches(files, 4, seq_len=5, batch_size=2, buffer_episodes=2,
+                                    rng=np.random.default_rng(0), shuffle=False))
+    assert all(b["z"].shape[1:] == (6, 4) for b in batches)
+    steps = sum(int(b["mask"].sum()) for b in batches)
+    assert 4 <= steps <= 25 and max(len(b["z"]) for b in batches) <= 2

@@ -122,3 +122,23 @@ def test_controller_size_and_action_bounds():
     np.testing.assert_array_equal(Controller(4, 6).act(np.ones((1, 4)), np.ones((1, 6))), [[0, 0.5, 0]])
     with pytest.raises(ValueError, match="867"):
         Controller(32, 256, np.zeros(10))
+
+
+def test_dream_cell_steps_like_the_lstm_and_returns_per_rollout():
+    from wm.dream import dream_returns, lstm_cell
+
+    model = MDNRNN(z_dim=4, hidden=8, mixtures=2).eval()
+    x = torch.randn(5, 7)
+    with torch.inference_mode():
+        out, (h, c) = model.lstm(x[:, None])
+        h_cell, c_cell = lstm_cell(model)(x)
+    torch.testing.assert_close(h_cell, h[0])
+    torch.testing.assert_close(c_cell, c[0])
+    weight, bias = torch.zeros(3, 3, 12), torch.zeros(3, 3)
+    generator = torch.Generator().manual_seed(0)
+    returns = dream_returns(model, weight, bias, torch.zeros(3, 4), steps=5, tau=1.0, generator=generator)
+    assert returns.shape == (3,) and torch.isfinite(returns).all()
+    # identical controllers from identical starts get identical predicted returns until sampling
+    # splits them; with one step, nothing has been sampled yet
+    one = dream_returns(model, weight, bias, torch.zeros(3, 4), steps=1, tau=1.0, generator=generator)
+    assert torch.allclose(one, one[0].expand(3))

@@ -108,9 +108,9 @@ class WorldModelAgent:
         z, _ = self.vae.encode(to_input(frames, "cpu"))  # (N, Z)
         x = torch.cat([z, self.state[0][0]], dim=1)  # (N, Z+H)
         raw = torch.tanh(torch.einsum("nad,nd->na", self.weight.expand(len(x), -1, -1), x) + self.bias)
-        actions = actions_from(raw.numpy())  # (N, 3)
-        _, self.state = self.mdnrnn.lstm(torch.cat([z, torch.from_numpy(actions)], 1)[:, None], self.state)
-        return actions
+        actions = actions_from(raw)  # (N, 3)
+        _, self.state = self.mdnrnn.lstm(torch.cat([z, actions], 1)[:, None], self.state)
+        return actions.numpy()
 
 
 def load_world_model(z_dim):

@@ -60,6 +60,7 @@ class VAEConfig:
     learning_rate: float = _p(1e-8, 1.0)
     kl_tolerance: float = _p(0.0, 100.0)
     val_fraction: float = _p(0.0, 0.9)
+    buffer_episodes: int = _p(1, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class MDNRNNConfig:
     learning_rate: float = _p(1e-8, 1.0)
     grad_clip: float = _p(0.0, 1e6)
     val_fraction: float = _p(0.0, 0.9)
+    buffer_episodes: int = _p(1, 1_000_000)
 
 
 @dataclass(frozen=True)

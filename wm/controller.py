@@ -8,6 +8,7 @@ The brake is clipped rather than rescaled, as in the paper's code: a controller 
 (CMA-ES's start) then drives at half throttle without braking, and explores the track.
 """
 import numpy as np
+import torch
 
 ACTION_DIM = 3
 
@@ -43,13 +44,15 @@ class Controller:
 
 
 def actions_from(a):
-    """Controller outputs a (B, 3) in [-1, 1] -> env actions (B, 3) float32: steer, gas, brake."""
-    return np.stack([a[:, 0], (a[:, 1] + 1) / 2, np.maximum(a[:, 2], 0)], axis=-1).astype(np.float32)
+    """Controller outputs a (B, 3) in [-1, 1] -> env actions (B, 3): steer, gas, brake.
+    Works on numpy arrays (float32 out) and on torch tensors (for batched agents and dreams)."""
+    columns = [a[:, 0], (a[:, 1] + 1) / 2, a[:, 2].clip(min=0)]
+    if isinstance(a, torch.Tensor):
+        return torch.stack(columns, dim=-1)
+    return np.stack(columns, axis=-1).astype(np.float32)
 
 
 def save_controller(path, controller):
-    import torch
-
     from wm.io import save_checkpoint
 
     save_checkpoint(path, controller.config, {"params": torch.from_numpy(controller.params)})

@@ -1,5 +1,12 @@
-"""Training data from episode and latent files: frames for the VAE, sequences for the MDN-RNN."""
+"""Training data from episode and latent files: frames for the VAE, sequences for the MDN-RNN.
+
+Both are streamed: episodes are read a group of `buffer_episodes` at a time, in a shuffled
+order, the next group loading in a background thread while the current one trains, and
+shuffled within the group. Memory is bounded by the group, not by the data set, so the
+paper's 10,000 episodes (~120 GB of frames) train like 100.
+"""
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -18,6 +25,47 @@ def load_frames(files):
     if not files:
         return np.zeros((0, 64, 64, 3), dtype=np.uint8)
     return np.concatenate([load_episode(path).obs for path in files])
+
+
+def stream_groups(files, load, buffer_episodes, rng=None):
+    """Yield lists of `load(path)` results, `buffer_episodes` files at a time, in an order
+    shuffled by `rng` (file order if None); the next group loads while the caller uses one."""
+    order = list(files) if rng is None else [files[i] for i in rng.permutation(len(files))]
+    groups = [order[i:i + buffer_episodes] for i in range(0, len(order), buffer_episodes)]
+    if not groups:
+        return
+
+    def load_group(group):
+        return [load(path) for path in group]
+
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        pending = loader.submit(load_group, groups[0])
+        for following in groups[1:] + [None]:
+            group = pending.result()
+            if following is not None:
+                pending = loader.submit(load_group, following)
+            yield group
+
+
+def frame_batches(files, batch_size, buffer_episodes, rng=None):
+    """Batches (B, 64, 64, 3) uint8 of every frame of `files`, streamed; shuffled if `rng`."""
+    for group in stream_groups(files, lambda path: load_episode(path).obs, buffer_episodes, rng):
+        frames = np.concatenate(group)
+        order = np.arange(len(frames)) if rng is None else rng.permutation(len(frames))
+        for start in range(0, len(frames), batch_size):
+            yield frames[order[start:start + batch_size]]
+
+
+def sequence_batches(files, z_dim, seq_len, batch_size, buffer_episodes, rng, shuffle=True):
+    """Batches of MDN-RNN training sequences (see make_sequences) from latent `files`, streamed;
+    z is re-sampled from (mu, logvar) with `rng`, so each epoch sees fresh z."""
+    load = lambda path: load_latents(path, z_dim)  # noqa: E731
+    for group in stream_groups(files, load, buffer_episodes, rng if shuffle else None):
+        sequences = make_sequences(group, seq_len, rng)
+        n = len(sequences["z"])
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            yield {key: value[order[start:start + batch_size]] for key, value in sequences.items()}
 
 
 def make_sequences(latents, seq_len, rng, sample=True):
@@ -55,7 +103,3 @@ def make_sequences(latents, seq_len, rng, sample=True):
         batch["done"][i, :length] = done
         batch["mask"][i, :length] = True
     return batch
-
-
-def load_all_latents(files, z_dim):
-    return [load_latents(path, z_dim) for path in files]

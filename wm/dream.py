@@ -27,3 +27,38 @@ def dream_rollout(vae, mdnrnn, controller, start_frame, steps, tau, seed):
         rewards.append(float(reward))
         dones.append(float(torch.sigmoid(done_logit)))
     return frames, rewards, dones
+
+
+def lstm_cell(mdnrnn):
+    """An LSTMCell sharing the MDN-RNN's LSTM weights: one step costs less than nn.LSTM on T=1."""
+    lstm = mdnrnn.lstm
+    cell = torch.nn.LSTMCell(lstm.input_size, lstm.hidden_size)
+    cell.weight_ih, cell.weight_hh = lstm.weight_ih_l0, lstm.weight_hh_l0
+    cell.bias_ih, cell.bias_hh = lstm.bias_ih_l0, lstm.bias_hh_l0
+    return cell
+
+
+@torch.inference_mode()
+def dream_returns(mdnrnn, weight, bias, z0, steps, tau, generator=None):
+    """Many controllers driving in the dream at once, for scoring them without the real env.
+
+    weight (B, 3, Z+H), bias (B, 3): one linear controller per rollout; z0 (B, Z): start latents.
+    Each step: act on [z, h], step the LSTM, add the predicted reward, sample the next z at
+    temperature `tau`. A rollout stops counting once its predicted done probability passes 0.5.
+    Returns (B,) predicted returns.
+    """
+    from wm.controller import actions_from
+
+    cell = lstm_cell(mdnrnn)
+    batch = len(z0)
+    h = c = torch.zeros(batch, mdnrnn.hidden)
+    z, total = z0, torch.zeros(batch)
+    alive = torch.ones(batch)
+    for _ in range(steps):
+        action = actions_from(torch.tanh(torch.einsum("bad,bd->ba", weight, torch.cat([z, h], 1)) + bias))
+        h, c = cell(torch.cat([z, action], 1), (h, c))
+        log_pi, mu, log_sigma, reward, done_logit = mdnrnn.split_head(mdnrnn.head(h)[:, None])
+        total += reward[:, 0] * alive
+        alive = alive * (done_logit[:, 0] < 0).float()  # sigmoid(logit) < 0.5
+        z = sample_z(log_pi[:, 0], mu[:, 0], log_sigma[:, 0], tau, generator)
+    return total

@@ -113,6 +113,21 @@ def load_latents(path, z_dim=None):
     return Latents(**data)
 
 
+def episode_length(path):
+    """Number of steps T of an episode or latent file, read from its `action` header only (no
+    decompression): a cheap check of every file before a long run. Raises naming the file."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("action.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, _ = read_header(f)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
+        raise UserError(f"{path}: corrupt or truncated file ({type(err).__name__}: {err})") from None
+    return shape[0]
+
+
 def list_files(directory, what):
     """Sorted episode files in `directory`; an empty or missing directory is an error."""
     directory = Path(directory)
