@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
