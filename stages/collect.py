@@ -2,6 +2,8 @@
 
 outs: data/rollouts/episode_XXXXX.npz; metrics/collect.json
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from wm import paths
@@ -24,12 +26,17 @@ def run():
             "ppo_fraction": cfg.ppo_fraction}
     policy = build_policy(spec)
     timer = Timer()
-    with atomic_dir(paths.ROLLOUTS) as out_dir, \
+    writes = []
+    # episodes are compressed and written in a background thread while the next batch drives
+    with atomic_dir(paths.ROLLOUTS) as out_dir, ThreadPoolExecutor(max_workers=1) as writer, \
             make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv:
         rollouts = drive(
             venv, policy, track_seeds("collect", cfg.episodes), params.env.batch_size,
             record=True, desc="collect",
-            on_result=lambda i, rollout: save_episode(out_dir / episode_name(i), to_episode(rollout)))
+            on_result=lambda i, rollout: writes.append(
+                writer.submit(save_episode, out_dir / episode_name(i), to_episode(rollout))))
+        for write in writes:
+            write.result()
     steps = sum(r.steps for r in rollouts)
     returns = [r.total_reward for r in rollouts]
     write_json("metrics/collect.json", {

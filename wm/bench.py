@@ -24,7 +24,7 @@ from wm.config import load_params
 from wm.controller import n_params
 from wm.data import sequence_batches
 from wm.dream import dream_returns
-from wm.episodes import Latents, episode_name, load_episode, save_episode, save_latents
+from wm.episodes import Latents, episode_name, load_episode, load_latents, save_episode, save_latents
 from wm.io import open_live
 from wm.mdnrnn import MDNRNN, mdnrnn_loss
 from wm.rollout import drive, to_episode
@@ -155,6 +155,20 @@ def mdnrnn_rates(mdnrnn, files, seq_len, batch_size, repeats, work):
     return pipeline, n_sequences / median_time(pure, repeats)
 
 
+def full_length_latents(files, steps):
+    """The encoded benchmark episodes tiled to `steps` steps, rewritten in place, so the MDN-RNN
+    trains on sequences of the profile's length and count, not on short benchmark episodes."""
+    for path in files:
+        latents = load_latents(path)
+        repeats = -(-steps // len(latents.action))
+        save_latents(path, Latents(np.tile(latents.mu, (repeats, 1))[:steps + 1],
+                                   np.tile(latents.logvar, (repeats, 1))[:steps + 1],
+                                   np.tile(latents.action, (repeats, 1))[:steps],
+                                   np.tile(latents.reward, repeats)[:steps],
+                                   np.zeros(steps, dtype=bool)))
+    return files
+
+
 def dream_rate(mdnrnn, z_dim, batch, repeats):
     weight = torch.randn(batch, 3, z_dim + mdnrnn.hidden) * 0.1
     bias, z0 = torch.zeros(batch, 3), torch.randn(batch, z_dim)
@@ -208,8 +222,8 @@ def main():
         results.update({"encode/img_per_s": pipeline, "encode/limit_img_per_s": limit,
                         "encode/ratio": pipeline / limit})
         print(f"encode: {pipeline:.0f} img/s, {pipeline / limit:.2f} of in-memory ({limit:.0f})")
-        latents = sorted((work / "latents").glob("episode_*.npz"))
-        pipeline, limit = mdnrnn_rates(mdnrnn.train(), latents, min(params.mdnrnn.seq_len, STEPS // 2),
+        latents = full_length_latents(sorted((work / "latents").glob("episode_*.npz")), params.env.max_steps)
+        pipeline, limit = mdnrnn_rates(mdnrnn.train(), latents, params.mdnrnn.seq_len,
                                        params.mdnrnn.batch_size, r, work)
         results.update({"mdnrnn/seq_per_s": pipeline, "mdnrnn/limit_seq_per_s": limit,
                         "mdnrnn/ratio": pipeline / limit})

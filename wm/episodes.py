@@ -74,11 +74,23 @@ def _check_shape(path, name, array, shape, dtype):
                         f"expected {tuple('T' if s is None else s for s in shape)} {np.dtype(dtype)}")
 
 
+def _write_npz(path, arrays, compress):
+    """An .npz (what np.load reads) written atomically; deflate level 1 when `compress`: twice
+    as fast as np.savez_compressed's level 6 for ~40% more bytes, as frames are written while
+    the env waits."""
+    mode = dict(compression=zipfile.ZIP_DEFLATED, compresslevel=1) if compress else \
+        dict(compression=zipfile.ZIP_STORED)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", **mode) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+
+
 def save_episode(path, episode):
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, obs=episode.obs, action=episode.action, reward=episode.reward,
-                            terminated=np.bool_(episode.terminated),
-                            truncated=np.bool_(episode.truncated), seed=np.int64(episode.seed))
+    _write_npz(path, {"obs": episode.obs, "action": episode.action, "reward": episode.reward,
+                      "terminated": np.bool_(episode.terminated),
+                      "truncated": np.bool_(episode.truncated), "seed": np.int64(episode.seed)},
+               compress=True)
 
 
 def load_episode(path):
@@ -96,9 +108,8 @@ def load_episode(path):
 
 
 def save_latents(path, latents):
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, mu=latents.mu, logvar=latents.logvar, action=latents.action,
-                 reward=latents.reward, done=latents.done)
+    _write_npz(path, {"mu": latents.mu, "logvar": latents.logvar, "action": latents.action,
+                      "reward": latents.reward, "done": latents.done}, compress=False)
 
 
 def load_latents(path, z_dim=None):
