@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from wm.controller import n_params
 from wm.data import sequence_batches
 from wm.dream import dream_returns
 from wm.episodes import Latents, episode_name, load_episode, load_latents, save_episode, save_latents
-from wm.io import open_live
+from wm.io import open_live, write_json
 from wm.mdnrnn import MDNRNN, mdnrnn_loss
 from wm.rollout import drive, to_episode
 from wm.train import encode_frames, train_mdnrnn, train_vae
@@ -67,17 +68,20 @@ def raw_env_rate(backend, threads, batch, repeats):
 
 
 def collect_rate(backend, threads, batch, out_dir, repeats):
-    """Env steps/s of the collect path: random policy, recording, compressing, writing files."""
+    """Env steps/s of the collect path: random policy, recording, and compressing and writing
+    the files in a background writer thread, as stages/collect.py does."""
     seeds = list(range(batch))
-
-    def save(index, rollout):
-        save_episode(out_dir / episode_name(index), to_episode(rollout))
-
     with make_vector_env(backend, STEPS, threads) as venv:
         steps = {}
 
         def run():
-            rollouts = drive(venv, RandomPolicy(), seeds, batch, record=True, on_result=save)
+            with ThreadPoolExecutor(max_workers=1) as writer:
+                writes = []
+                rollouts = drive(venv, RandomPolicy(), seeds, batch, record=True,
+                                 on_result=lambda i, rollout: writes.append(writer.submit(
+                                     save_episode, out_dir / episode_name(i), to_episode(rollout))))
+                for write in writes:
+                    write.result()
             steps["n"] = sum(r.steps for r in rollouts)
         seconds = median_time(run, repeats)
     return steps["n"] / seconds
@@ -234,9 +238,7 @@ def main():
         print(f"no-op dvc repro: {results['dvc/noop_repro_seconds']} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                                    for k, v in results.items()}, indent=2) + "\n")
+    write_json(args.out, {k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()})
     print(f"wrote {args.out}")
 
 

@@ -8,13 +8,13 @@ seed. Reports the per-frame mean absolute pixel difference of the 64x64 model fr
 (0-255 scale), at the first frame and over the episode, and the difference of the returns.
 """
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from wm import paths
 from wm.env import prepare_frame, track_seeds
+from wm.io import write_json
 from wm.rollout import build_policy, drive
 from wm.vector_env import make_vector_env
 
@@ -69,8 +69,7 @@ def main():
         print(f"{name}: frame MAD first {r['mean_first_frame_mad']:.2f}, episode {r['mean_frame_mad']:.2f}; "
               f"return gymnasium {r['mean_gymnasium_return']:.1f} vs envpool {r['mean_envpool_return']:.1f} "
               f"(mean |difference| {r['mean_abs_return_difference']:.1f})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":
