@@ -1,7 +1,7 @@
 """Run the pipeline stage by stage (`dvc repro -s`), timing each, and write the wall times and
 peak memory.
 
-    python scripts/timed_repro.py --out reports/timings_default.json [--force]
+    python scripts/timed_repro.py --out reports/timings_default.json [--force] [--stages a,b]
 
 Each stage's time is the whole `dvc repro -s <stage>` command: interpreter start-up, imports,
 the work and DVC's hashing and caching. Peak memory is the largest resident set of any process
@@ -24,8 +24,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
+    parser.add_argument("--stages", help="comma-separated stages to run, in order (default: all)")
     args = parser.parse_args()
     stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    if args.stages:
+        unknown = sorted(set(args.stages.split(",")) - set(stages))
+        if unknown:
+            sys.exit(f"error: unknown stage {unknown[0]} (stages: {', '.join(stages)})")
+        stages = args.stages.split(",")
     timings = {}
     for stage in stages:
         start = time.perf_counter()

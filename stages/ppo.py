@@ -1,25 +1,38 @@
-"""Stage ppo: train the Stable-Baselines3 PPO agent (data-collection policy and baseline).
+"""Stage ppo: train the Stable-Baselines3 PPO agent that drives the data collection.
+Stage ppo_baseline (`python -m stages.ppo baseline`): the model-free baseline, the same PPO
+trained from scratch for `ppo_baseline.timesteps`, set so that it gets the wall-clock budget
+the world model's own training takes (README, "Results").
 
-outs: models/ppo/{best_model,final_model}.zip; metrics/ppo/ (dvclive: metrics.json, curves)
+outs: models/ppo[_baseline]/{best_model,final_model}.zip; metrics/ppo[_baseline]/ (dvclive)
 """
+import dataclasses
+import sys
+
 import torch
 
 from wm import paths
 from wm.config import load_params
-from wm.errors import main
+from wm.errors import UserError, main
 from wm.io import Timer, open_live, resolve_device
 from wm.ppo import train_ppo
 
 
 @main
 def run():
+    which = sys.argv[1:] or ["collect"]
+    if which not in (["collect"], ["baseline"]):
+        raise UserError(f"usage: python -m stages.ppo [baseline], got {' '.join(which)}")
     params = load_params()
+    cfg, out_dir, metrics_dir = params.ppo, paths.PPO_DIR, "metrics/ppo"
+    if which == ["baseline"]:
+        cfg = dataclasses.replace(cfg, timesteps=params.ppo_baseline.timesteps)
+        out_dir, metrics_dir = paths.PPO_BASELINE_DIR, "metrics/ppo_baseline"
     timer = Timer()
     torch.manual_seed(params.seed)
-    paths.PPO_DIR.mkdir(parents=True, exist_ok=True)
-    with open_live("metrics/ppo") as live:
-        best = train_ppo(params.ppo, params.env.max_steps, params.seed,
-                         resolve_device(params.device), paths.PPO_DIR, live)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open_live(metrics_dir) as live:
+        best = train_ppo(cfg, params.env.max_steps, params.seed, resolve_device(params.device),
+                         out_dir, live)
         live.log_metric("eval/best_mean_reward", best, plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
 

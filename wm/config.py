@@ -44,6 +44,11 @@ class PPOConfig:
 
 
 @dataclass(frozen=True)
+class PPOBaselineConfig:
+    timesteps: int = _p(1)
+
+
+@dataclass(frozen=True)
 class CollectConfig:
     episodes: int = _p(1, 1_000_000)
     workers: int = _p(1, 256)
@@ -110,6 +115,7 @@ class Params:
     device: str = _p(choices=("auto", "cpu", "cuda", "mps"))
     env: EnvConfig = _p()
     ppo: PPOConfig = _p()
+    ppo_baseline: PPOBaselineConfig = _p()
     collect: CollectConfig = _p()
     vae: VAEConfig = _p()
     encode: EncodeConfig = _p()

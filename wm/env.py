@@ -34,7 +34,3 @@ def prepare_frame(frame):
     """(96, 96, 3) uint8 env frame -> (64, 64, 3) uint8 model frame (INTER_AREA)."""
     return cv2.resize(frame, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
 
-
-def clip_action(action):
-    """Clip a (3,) action to steer [-1, 1], gas [0, 1], brake [0, 1], as float32."""
-    return np.clip(np.asarray(action, dtype=np.float32), ACTION_LOW, ACTION_HIGH)
