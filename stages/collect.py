@@ -1,18 +1,16 @@
-"""Stage collect: roll out the chosen policy in parallel workers, one compressed .npz per episode.
+"""Stage collect: drive the chosen policy (PPO, random or a per-track mix) on batches of tracks
+through the vector env, one compressed .npz per episode.
 
 outs: data/rollouts/episode_XXXXX.npz; metrics/collect.json
 """
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from wm import paths
 from wm.config import load_params
 from wm.env import track_seeds
-from wm.episodes import episode_name, save_episode
 from wm.errors import UserError, main
 from wm.io import Timer, atomic_dir, write_json
-from wm.rollout import build_policy, drive, to_episode
+from wm.rollout import build_policy, collect
 from wm.vector_env import make_vector_env
 
 
@@ -26,17 +24,10 @@ def run():
             "ppo_fraction": cfg.ppo_fraction}
     policy = build_policy(spec)
     timer = Timer()
-    writes = []
-    # episodes are compressed and written in a background thread while the next batch drives
-    with atomic_dir(paths.ROLLOUTS) as out_dir, ThreadPoolExecutor(max_workers=1) as writer, \
+    with atomic_dir(paths.ROLLOUTS) as out_dir, \
             make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv:
-        rollouts = drive(
-            venv, policy, track_seeds("collect", cfg.episodes), params.env.batch_size,
-            record=True, desc="collect",
-            on_result=lambda i, rollout: writes.append(
-                writer.submit(save_episode, out_dir / episode_name(i), to_episode(rollout))))
-        for write in writes:
-            write.result()
+        rollouts = collect(venv, policy, track_seeds("collect", cfg.episodes), params.env.batch_size,
+                           out_dir, desc="collect")
     steps = sum(r.steps for r in rollouts)
     returns = [r.total_reward for r in rollouts]
     write_json("metrics/collect.json", {

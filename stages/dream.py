@@ -11,7 +11,7 @@ from wm.dream import dream_rollout
 from wm.env import make_env, track_seeds
 from wm.errors import main
 from wm.io import Timer, write_json
-from wm.rollout import build_policy, run_episode
+from wm.rollout import run_episode
 from wm.video import side_by_side, write_mp4
 
 
@@ -19,15 +19,15 @@ from wm.video import side_by_side, write_mp4
 def run():
     params = load_params()
     cfg = params.dream
-    vae, mdnrnn, controller, spec = load_world_model(params.vae.z_dim)
+    agent = load_world_model(params.vae.z_dim)
     timer = Timer()
     seed = track_seeds("dream", 1)[0]
     env = make_env(params.env.max_steps)
-    real = run_episode(env, build_policy(spec), seed, record=True)
+    real = run_episode(env, agent, seed, record=True)
     env.close()
     # start after the zoom-in animation of the first frames, where the car is already on the road
     start = min(cfg.start_step, len(real.frames) - 1)
-    dream, rewards, dones = dream_rollout(vae, mdnrnn, controller, real.frames[start], cfg.steps,
+    dream, rewards, dones = dream_rollout(agent.vae, agent.mdnrnn, agent.controller, real.frames[start], cfg.steps,
                                           cfg.temperature, params.seed)
     real_frames = real.frames[start:start + len(dream)]
     real_frames += [real_frames[-1]] * (len(dream) - len(real_frames))

@@ -1,5 +1,6 @@
-"""Stage evaluate: the world-model controller, the PPO agent and a random policy on the same fixed
-test tracks (a seed block no training stage uses), plus a video of one real controller drive.
+"""Stage evaluate: the world-model controller (z and h), the z-only controller, the PPO agent of
+the collection, the PPO baseline (the world model's training time) and a random policy on the
+same fixed test tracks (a seed block no training stage uses), plus a video of one real drive.
 
 The reported returns are always on gymnasium's CarRacing-v3, the reference. With
 env.backend: envpool, the controller is also run on envpool's port of the same seeds
@@ -31,21 +32,27 @@ def summary(rollouts):
 def run():
     params = load_params()
     cfg = params.evaluate
-    *_, world_model = load_world_model(params.vae.z_dim)
+    world_model = load_world_model(params.vae.z_dim)
+    z_only = load_world_model(params.vae.z_dim, paths.CONTROLLER_Z)
     seeds = track_seeds("test", cfg.episodes)
     runs = [("controller", world_model, "gymnasium"),
-            ("ppo", {"kind": "ppo", "path": str(paths.PPO_MODEL)}, "gymnasium"),
-            ("random", {"kind": "random"}, "gymnasium")]
+            ("controller_z", z_only, "gymnasium"),
+            ("ppo", build_policy({"kind": "ppo", "path": str(paths.PPO_MODEL)}), "gymnasium"),
+            ("ppo_baseline", build_policy({"kind": "ppo", "path": str(paths.PPO_BASELINE_MODEL)}),
+             "gymnasium"),
+            ("random", build_policy({"kind": "random"}), "gymnasium")]
     if params.env.backend == "envpool":
         runs.append(("controller_envpool", world_model, "envpool"))
     timer = Timer()
     results = {"test_seeds": seeds}
-    for name, spec, backend in runs:
+    for name, policy, backend in runs:
+        started = timer.seconds
         with make_vector_env(backend, params.env.max_steps, cfg.workers) as venv:
-            results[name] = summary(drive(venv, build_policy(spec), seeds, params.env.batch_size,
+            results[name] = summary(drive(venv, policy, seeds, params.env.batch_size,
                                           desc=f"evaluate {name}"))
+        results[name]["seconds"] = round(timer.seconds - started, 1)
     env = make_env(params.env.max_steps, render_mode="rgb_array")
-    video = run_episode(env, build_policy(world_model), seeds[0], render=True)
+    video = run_episode(env, world_model, seeds[0], render=True)
     env.close()
     write_mp4("metrics/eval_drive.mp4", video.renders, fps=50)
     results["video"] = {"seed": seeds[0], "return": round(video.total_reward, 2), "steps": video.steps}

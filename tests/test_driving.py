@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from wm.agents import MixPolicy, PPOPolicy, RandomPolicy, WorldModelAgent
-from wm.controller import n_params
+from wm.controller import Controller
 from wm.mdnrnn import MDNRNN
 from wm.rollout import drive
 from wm.vae import ConvVAE
@@ -51,13 +51,15 @@ def test_batched_world_model_agent_acts_like_separate_agents():
     torch.manual_seed(0)
     vae, mdnrnn = ConvVAE(8).eval(), MDNRNN(8, hidden=16, mixtures=2).eval()
     rng = np.random.default_rng(0)
-    params = rng.standard_normal((3, n_params(8, 16))).astype(np.float32)
+    controller = Controller(8, 16, hidden=5)
+    params = rng.standard_normal((3, controller.size)).astype(np.float32)
     frames = rng.integers(0, 256, (4, 3, 96, 96, 3), dtype=np.uint8)  # 4 steps of 3 tracks
-    batched = WorldModelAgent(vae, mdnrnn, params)
+    batched = WorldModelAgent(vae, mdnrnn, controller)
+    batched.set_controllers(params)
     batched.reset([0, 1, 2])
     together = np.stack([batched.act(step) for step in frames])  # (4, 3, 3)
     for i in range(3):
-        single = WorldModelAgent(vae, mdnrnn, params[i])
+        single = WorldModelAgent(vae, mdnrnn, Controller(8, 16, 5, params[i]))
         single.reset([i])
         alone = np.stack([single.act(step[i:i + 1])[0] for step in frames])
         np.testing.assert_allclose(together[:, i], alone, atol=1e-5)

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from wm.config import load_params, parse_params
-from wm.controller import Controller, load_controller, save_controller
+from wm.controller import Controller, load_controller, n_params, save_controller
 from wm.data import make_sequences, split_files
 from wm.episodes import Episode, Latents, list_files, load_episode, load_latents, save_episode, save_latents
 from wm.errors import UserError
@@ -129,12 +129,15 @@ def test_checkpoint_round_trip_and_z_dim_mismatch(tmp_path):
 
 
 def test_controller_checkpoint_round_trip(tmp_path):
-    controller = Controller(4, 6, np.arange(33, dtype=np.float32))
+    controller = Controller(4, 6, 5, np.arange(n_params(4, 6, 5), dtype=np.float32))
     save_controller(tmp_path / "controller.pt", controller)
-    np.testing.assert_array_equal(load_controller(tmp_path / "controller.pt", 4, 6).params,
-                                  controller.params)
+    loaded = load_controller(tmp_path / "controller.pt", 4, (0, 6))
+    np.testing.assert_array_equal(loaded.params, controller.params)
+    assert loaded.config == {"z_dim": 4, "h_dim": 6, "hidden": 5}
     with pytest.raises(UserError, match=r"controller\.pt: controller is for"):
-        load_controller(tmp_path / "controller.pt", 8, 6)
+        load_controller(tmp_path / "controller.pt", 8, (0, 6))
+    with pytest.raises(UserError, match=r"rerun the controller stage"):
+        load_controller(tmp_path / "controller.pt", 4, (0, 16))
 
 
 @pytest.fixture

@@ -112,16 +112,34 @@ def test_sample_z_picks_components_by_weight_and_tau_sharpens():
 def test_controller_size_and_action_bounds():
     assert n_params(32, 256) == 867
     rng = np.random.default_rng(0)
-    controller = Controller(32, 256, rng.standard_normal(867) * 10)
+    controller = Controller(32, 256, 0, rng.standard_normal(867) * 10)
     actions = controller.act(rng.standard_normal((100, 32)) * 10, rng.standard_normal((100, 256)))
     assert actions.shape == (100, 3) and actions.dtype == np.float32
     assert actions[:, 0].min() >= -1 and actions[:, 0].max() <= 1
     assert actions[:, 1:].min() >= 0 and actions[:, 1:].max() <= 1
-    np.testing.assert_array_equal(Controller(32, 256, controller.params).params, controller.params)
+    np.testing.assert_array_equal(Controller(32, 256, 0, controller.params).params, controller.params)
     # CMA-ES starts at zero: half throttle, no brake, straight ahead
     np.testing.assert_array_equal(Controller(4, 6).act(np.ones((1, 4)), np.ones((1, 6))), [[0, 0.5, 0]])
     with pytest.raises(ValueError, match="867"):
-        Controller(32, 256, np.zeros(10))
+        Controller(32, 256, 0, np.zeros(10))
+
+
+def test_controller_variants_compute_what_they_say():
+    # the paper's z-only controllers: linear (32*3+3) and with 40 hidden units
+    assert n_params(32, 0) == 99 and n_params(32, 0, hidden=40) == 32 * 40 + 40 + 40 * 3 + 3
+    rng = np.random.default_rng(1)
+    z, h = rng.standard_normal((5, 4)), rng.standard_normal((5, 6))
+    deep = Controller(4, 6, 7, rng.standard_normal(n_params(4, 6, 7)))
+    w1 = deep.params[:70].reshape(7, 10)
+    b1 = deep.params[70:77]
+    w2 = deep.params[77:98].reshape(3, 7)
+    b2 = deep.params[98:]
+    a = np.tanh(np.tanh(np.concatenate([z, h], 1) @ w1.T + b1) @ w2.T + b2)
+    expected = np.stack([a[:, 0], (a[:, 1] + 1) / 2, a[:, 2].clip(0)], 1)
+    np.testing.assert_allclose(deep.act(z, h), expected, rtol=1e-5, atol=1e-6)
+    z_only = Controller(4, 0, 0, rng.standard_normal(15))
+    a = np.tanh(z @ z_only.params[:12].reshape(3, 4).T + z_only.params[12:])
+    np.testing.assert_allclose(z_only.act(z)[:, 0], a[:, 0], rtol=1e-5, atol=1e-6)
 
 
 def test_dream_cell_steps_like_the_lstm_and_returns_per_rollout():
@@ -134,11 +152,43 @@ def test_dream_cell_steps_like_the_lstm_and_returns_per_rollout():
         h_cell, c_cell = lstm_cell(model)(x)
     torch.testing.assert_close(h_cell, h[0])
     torch.testing.assert_close(c_cell, c[0])
-    weight, bias = torch.zeros(3, 3, 12), torch.zeros(3, 3)
+    controller = Controller(4, 8)
+    params = np.zeros((3, controller.size), np.float32)
     generator = torch.Generator().manual_seed(0)
-    returns = dream_returns(model, weight, bias, torch.zeros(3, 4), steps=5, tau=1.0, generator=generator)
+    returns = dream_returns(model, controller, params, torch.zeros(3, 4), steps=5, tau=1.0, generator=generator)
     assert returns.shape == (3,) and torch.isfinite(returns).all()
     # identical controllers from identical starts get identical predicted returns until sampling
     # splits them; with one step, nothing has been sampled yet
-    one = dream_returns(model, weight, bias, torch.zeros(3, 4), steps=1, tau=1.0, generator=generator)
+    one = dream_returns(model, controller, params, torch.zeros(3, 4), steps=1, tau=1.0, generator=generator)
     assert torch.allclose(one, one[0].expand(3))
+    # a z-only controller dreams too (the LSTM still carries the dream)
+    z_only = Controller(4, 0)
+    returns = dream_returns(model, z_only, np.zeros((2, z_only.size)), torch.zeros(2, 4), steps=3, tau=1.0)
+    assert returns.shape == (2,)
+
+
+def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
+    from wm.evolve import evolve
+    from wm.io import open_live
+
+    target = np.linspace(-1, 1, 6)
+    with open_live(tmp_path / "live") as live:
+        finalists = evolve(lambda generation, candidates: -((np.asarray(candidates) - target) ** 2).sum(1),
+                           n_params=6, population=8, generations=40, sigma0=0.5, seed=0, live=live,
+                           finalists=3)
+    assert len(finalists) == 4 and all(f.shape == (6,) for f in finalists)
+    assert ((finalists[0] - target) ** 2).sum() < 0.05  # CMA-ES's mean found the optimum
+    scores = [-((f - target) ** 2).sum() for f in finalists[1:]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_dream_score_compares_candidates_on_common_starts():
+    from wm.evolve import DreamScore
+
+    model = MDNRNN(z_dim=4, hidden=8, mixtures=2).eval()
+    controller = Controller(4, 8)
+    score = DreamScore(model, controller, torch.randn(10, 4), rollouts=3, steps=4, tau=1.0, seed=0)
+    same = np.zeros((2, controller.size))
+    fitness = score(0, same)
+    assert fitness.shape == (2,)
+    np.testing.assert_allclose(score(0, same), fitness)  # a generation's draws are reproducible

@@ -9,7 +9,7 @@ encodes N frames in one call and the MDN-RNN steps N hidden states in one call.
 import numpy as np
 import torch
 
-from wm.controller import Controller, actions_from
+from wm.controller import apply
 from wm.env import ACTION_HIGH, ACTION_LOW, prepare_frame
 from wm.vae import to_input
 
@@ -79,44 +79,42 @@ class MixPolicy:
 
 class WorldModelAgent:
     """The paper's agent, N at a time: the VAE encodes each frame to z (its mean), a controller
-    per track acts on [z, h], and the MDN-RNN, fed (z, action), carries h to the next step.
+    per track acts on [z, h] (or on z alone), and the MDN-RNN, fed (z, action), carries h to the
+    next step.
 
-    `set_controllers(params)` takes one flat controller vector for all tracks, or one per track
-    (N, n_params): CMA-ES evaluates a whole population in one batch that way.
+    `controller` gives the shape and default parameters; `set_controllers(params)` takes one
+    flat vector for all tracks, or one per track (N, n_params): CMA-ES evaluates a whole
+    population in one batch that way.
     """
 
-    def __init__(self, vae, mdnrnn, controller_params=None):
-        self.vae, self.mdnrnn = vae, mdnrnn
-        self.set_controllers(controller_params)
+    def __init__(self, vae, mdnrnn, controller):
+        self.vae, self.mdnrnn, self.controller = vae, mdnrnn, controller
+        self.set_controllers(None)
 
     def set_controllers(self, params):
-        """params: None (zeros), (n_params,) for every track, or (N, n_params), one per track."""
-        z_dim, h_dim = self.vae.z_dim, self.mdnrnn.hidden
-        params = Controller(z_dim, h_dim).params if params is None else np.asarray(params, np.float32)
-        controllers = [Controller(z_dim, h_dim, p) for p in np.atleast_2d(params)]
-        self.weight = torch.from_numpy(np.stack([c.weight for c in controllers]))  # (N or 1, 3, Z+H)
-        self.bias = torch.from_numpy(np.stack([c.bias for c in controllers]))  # (N or 1, 3)
+        """params: None (the controller's own), (n_params,) for every track, or (N, n_params)."""
+        self.layers = self.controller.batch(params)
 
     def reset(self, seeds):
-        if len(self.weight) not in (1, len(seeds)):
-            raise ValueError(f"{len(self.weight)} controllers for {len(seeds)} tracks")
+        if len(self.layers[0][0]) not in (1, len(seeds)):
+            raise ValueError(f"{len(self.layers[0][0])} controllers for {len(seeds)} tracks")
         self.state = self.mdnrnn.initial_state(len(seeds))  # (h, c), each (1, N, H)
 
     @torch.inference_mode()
     def act(self, obs):
         frames = np.stack([prepare_frame(frame) for frame in obs])  # (N, 64, 64, 3) uint8
         z, _ = self.vae.encode(to_input(frames, "cpu"))  # (N, Z)
-        x = torch.cat([z, self.state[0][0]], dim=1)  # (N, Z+H)
-        raw = torch.tanh(torch.einsum("nad,nd->na", self.weight.expand(len(x), -1, -1), x) + self.bias)
-        actions = actions_from(raw)  # (N, 3)
-        _, self.state = self.mdnrnn.lstm(torch.cat([z, actions], 1)[:, None], self.state)
+        x = torch.cat([z, self.state[0][0]], dim=1) if self.controller.h_dim else z
+        actions = apply(self.layers, x)  # (N, 3)
+        if self.controller.h_dim:  # a z-only controller never reads h: skip the LSTM
+            _, self.state = self.mdnrnn.lstm(torch.cat([z, actions], 1)[:, None], self.state)
         return actions.numpy()
 
 
-def load_world_model(z_dim):
-    """The trained VAE, MDN-RNN and controller, checked against each other and against the
-    `vae.z_dim` param. Returns (vae, mdnrnn, controller, spec), where spec builds the same
-    WorldModelAgent elsewhere (see wm.rollout.build_policy)."""
+def load_world_model(z_dim, controller_path=None):
+    """The trained VAE and MDN-RNN (and the controller at `controller_path`, default the
+    z-and-h one) as a ready WorldModelAgent, checked against each other and against the
+    `vae.z_dim` param. `agent.vae`, `agent.mdnrnn`, `agent.controller` are its parts."""
     from wm import paths
     from wm.controller import load_controller
     from wm.io import load_model
@@ -125,7 +123,5 @@ def load_world_model(z_dim):
 
     vae = load_model(paths.VAE, ConvVAE, z_dim=z_dim)
     mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
-    controller = load_controller(paths.CONTROLLER, vae.z_dim, mdnrnn.hidden)
-    spec = {"kind": "world_model", "vae": str(paths.VAE), "mdnrnn": str(paths.MDNRNN),
-            "controller": controller.params}
-    return vae, mdnrnn, controller, spec
+    controller = load_controller(controller_path or paths.CONTROLLER, vae.z_dim, (0, mdnrnn.hidden))
+    return WorldModelAgent(vae, mdnrnn, controller)

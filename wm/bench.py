@@ -22,13 +22,13 @@ import torch
 
 from wm.agents import RandomPolicy, WorldModelAgent
 from wm.config import load_params
-from wm.controller import n_params
+from wm.controller import Controller
 from wm.data import sequence_batches
 from wm.dream import dream_returns
 from wm.episodes import Latents, episode_name, load_episode, load_latents, save_episode, save_latents
 from wm.io import open_live, write_json
 from wm.mdnrnn import MDNRNN, mdnrnn_loss
-from wm.rollout import drive, to_episode
+from wm.rollout import collect, drive
 from wm.train import encode_frames, train_mdnrnn, train_vae
 from wm.vae import ConvVAE, to_input, vae_loss
 from wm.vector_env import make_vector_env
@@ -75,14 +75,7 @@ def collect_rate(backend, threads, batch, out_dir, repeats):
         steps = {}
 
         def run():
-            with ThreadPoolExecutor(max_workers=1) as writer:
-                writes = []
-                rollouts = drive(venv, RandomPolicy(), seeds, batch, record=True,
-                                 on_result=lambda i, rollout: writes.append(writer.submit(
-                                     save_episode, out_dir / episode_name(i), to_episode(rollout))))
-                for write in writes:
-                    write.result()
-            steps["n"] = sum(r.steps for r in rollouts)
+            steps["n"] = sum(r.steps for r in collect(venv, RandomPolicy(), seeds, batch, out_dir))
         seconds = median_time(run, repeats)
     return steps["n"] / seconds
 
@@ -90,8 +83,9 @@ def collect_rate(backend, threads, batch, out_dir, repeats):
 def controller_rate(backend, threads, batch, vae, mdnrnn, repeats):
     """Env steps/s of CMA-ES candidate evaluation: a batch of world-model agents, each with its
     own controller, driving the real env."""
-    params = np.random.default_rng(0).standard_normal((batch, n_params(vae.z_dim, mdnrnn.hidden))) * 0.1
-    agent = WorldModelAgent(vae, mdnrnn)
+    controller = Controller(vae.z_dim, mdnrnn.hidden)
+    params = np.random.default_rng(0).standard_normal((batch, controller.size)) * 0.1
+    agent = WorldModelAgent(vae, mdnrnn, controller)
     with make_vector_env(backend, STEPS, threads) as venv:
         steps = {}
 

@@ -88,11 +88,16 @@ class MDNRNNConfig:
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    mode: str = _p(choices=("real",))
+    mode: str = _p(choices=("real", "dream"))
+    hidden: int = _p(0, 4096)
     population: int = _p(2, 100_000)
-    rollouts: int = _p(1, 1000)
+    rollouts: int = _p(1, 100_000)
     generations: int = _p(1, 1_000_000)
     sigma0: float = _p(1e-6, 100.0)
+    dream_steps: int = _p(1, 100_000)
+    dream_temperature: float = _p(0.01, 10.0)
+    finalists: int = _p(0, 1000)
+    select_tracks: int = _p(1, 100_000)
     workers: int = _p(1, 256)
 
 
@@ -169,9 +174,10 @@ def _cross_check(params, source):
     if params.ppo.batch_size > params.ppo.n_steps * params.ppo.n_envs:
         raise UserError(f"{source}: ppo.batch_size ({params.ppo.batch_size}) must be <= "
                         f"ppo.n_steps * ppo.n_envs ({params.ppo.n_steps * params.ppo.n_envs})")
-    if params.controller.generations * params.controller.rollouts > SEED_BLOCK_SIZE:
-        raise UserError(f"{source}: controller.generations * controller.rollouts must be <= "
-                        f"{SEED_BLOCK_SIZE} (the controller's block of track seeds)")
+    c = params.controller
+    if c.generations * c.rollouts + c.select_tracks > SEED_BLOCK_SIZE:
+        raise UserError(f"{source}: controller.generations * controller.rollouts + controller.select_tracks "
+                        f"must be <= {SEED_BLOCK_SIZE} (the controller's block of track seeds)")
     if params.mdnrnn.seq_len > params.env.max_steps:
         raise UserError(f"{source}: mdnrnn.seq_len ({params.mdnrnn.seq_len}) must be <= "
                         f"env.max_steps ({params.env.max_steps})")

@@ -1,11 +1,15 @@
-"""The paper's C model: a linear map from [z, h] to an action, its parameters a flat vector
+"""The paper's C model: a small map from [z, h] to an action, its parameters a flat vector
 that CMA-ES evolves.
 
-    a = tanh(W [z, h] + b), W: (3, Z+H), b: (3,)  ->  (Z+H)*3 + 3 parameters
+    linear (hidden = 0, the paper's):  a = tanh(W [z, h] + b)      (Z+H)*3 + 3 parameters
+    one hidden layer (hidden = K):     a = tanh(W2 tanh(W1 x + b1) + b2)
+    z only (h_dim = 0):                the same on z alone (the paper's "z only" ablations)
+
     steer = a0 in [-1, 1], gas = (a1 + 1) / 2 in [0, 1], brake = max(a2, 0) in [0, 1]
 
 The brake is clipped rather than rescaled, as in the paper's code: a controller near zero
 (CMA-ES's start) then drives at half throttle without braking, and explores the track.
+The flat vector holds each layer's W (row-major) then its b, layer by layer.
 """
 import numpy as np
 import torch
@@ -13,43 +17,64 @@ import torch
 ACTION_DIM = 3
 
 
-def n_params(z_dim, h_dim):
-    return (z_dim + h_dim) * ACTION_DIM + ACTION_DIM
+def layer_shapes(z_dim, h_dim, hidden=0):
+    """[(out, in), ...] of the controller's layers."""
+    sizes = [z_dim + h_dim] + ([hidden] if hidden else []) + [ACTION_DIM]
+    return [(out, inp) for inp, out in zip(sizes, sizes[1:])]
+
+
+def n_params(z_dim, h_dim, hidden=0):
+    return sum(out * inp + out for out, inp in layer_shapes(z_dim, h_dim, hidden))
 
 
 class Controller:
-    def __init__(self, z_dim, h_dim, params=None):
-        self.z_dim, self.h_dim = z_dim, h_dim
-        size = n_params(z_dim, h_dim)
-        params = np.zeros(size, dtype=np.float32) if params is None else np.asarray(params, np.float32)
-        if params.shape != (size,):
-            raise ValueError(f"controller for z_dim={z_dim}, h_dim={h_dim} needs {size} params, "
-                             f"got {params.shape}")
-        self.weight = params[:-ACTION_DIM].reshape(ACTION_DIM, z_dim + h_dim)  # (3, Z+H)
-        self.bias = params[-ACTION_DIM:]  # (3,)
+    """One controller's shape and flat parameters; `batch(params)` applies many at once."""
+
+    def __init__(self, z_dim, h_dim, hidden=0, params=None):
+        self.z_dim, self.h_dim, self.hidden = z_dim, h_dim, hidden
+        self.size = n_params(z_dim, h_dim, hidden)
+        self.params = self.check(np.zeros(self.size, np.float32) if params is None else params)[0]
 
     @property
     def config(self):
-        return {"z_dim": self.z_dim, "h_dim": self.h_dim}
+        return {"z_dim": self.z_dim, "h_dim": self.h_dim, "hidden": self.hidden}
 
-    @property
-    def params(self):
-        """The flat (n_params,) vector: W row-major, then b."""
-        return np.concatenate([self.weight.ravel(), self.bias])
+    def check(self, params):
+        """params (P,) or (N, P) -> (N, P) float32, or ValueError naming the expected size."""
+        params = np.atleast_2d(np.asarray(params, np.float32))
+        if params.ndim != 2 or params.shape[1] != self.size:
+            raise ValueError(f"controller for {self.config} needs {self.size} params, got {params.shape}")
+        return params
 
-    def act(self, z, h):
-        """z: (B, Z), h: (B, H) float -> actions (B, 3) float32 within the env's bounds."""
-        x = np.concatenate([z, h], axis=-1)
-        return actions_from(np.tanh(x @ self.weight.T + self.bias))
+    def batch(self, params=None):
+        """The layers [(W (N, out, in), b (N, out)), ...] of N controllers, as torch tensors;
+        params (P,) or (N, P), default this controller's own."""
+        params = torch.from_numpy(self.check(self.params if params is None else params))
+        layers, offset = [], 0
+        for out, inp in layer_shapes(self.z_dim, self.h_dim, self.hidden):
+            weight = params[:, offset:offset + out * inp].reshape(-1, out, inp)
+            offset += out * inp
+            layers.append((weight, params[:, offset:offset + out]))
+            offset += out
+        return layers
+
+    def act(self, z, h=None):
+        """z: (B, Z), h: (B, H) float (None for a z-only controller) -> actions (B, 3) float32."""
+        x = np.concatenate([z, h], axis=-1) if self.h_dim else z
+        return apply(self.batch(), torch.as_tensor(x, dtype=torch.float32)).numpy()
+
+
+def apply(layers, x):
+    """N controllers (layers from Controller.batch; N may be 1 for all rows) on x (B, in) -> (B, 3)
+    env actions, torch."""
+    for weight, bias in layers:
+        x = torch.tanh(torch.einsum("bod,bd->bo", weight.expand(len(x), -1, -1), x) + bias)
+    return actions_from(x)
 
 
 def actions_from(a):
-    """Controller outputs a (B, 3) in [-1, 1] -> env actions (B, 3): steer, gas, brake.
-    Works on numpy arrays (float32 out) and on torch tensors (for batched agents and dreams)."""
-    columns = [a[:, 0], (a[:, 1] + 1) / 2, a[:, 2].clip(min=0)]
-    if isinstance(a, torch.Tensor):
-        return torch.stack(columns, dim=-1)
-    return np.stack(columns, axis=-1).astype(np.float32)
+    """Controller outputs a (B, 3) in [-1, 1] -> env actions (B, 3): steer, gas, brake."""
+    return torch.stack([a[:, 0], (a[:, 1] + 1) / 2, a[:, 2].clamp(min=0)], dim=-1)
 
 
 def save_controller(path, controller):
@@ -58,14 +83,16 @@ def save_controller(path, controller):
     save_checkpoint(path, controller.config, {"params": torch.from_numpy(controller.params)})
 
 
-def load_controller(path, z_dim, h_dim):
-    """Load a controller saved by `save_controller`; one made for another z or h width is an error."""
+def load_controller(path, z_dim, h_dims):
+    """Load a controller saved by `save_controller`. Its z width must be `z_dim` and its h width
+    one of `h_dims` (0 for z only); otherwise a UserError says which stage to rerun."""
     from wm.errors import UserError
     from wm.io import load_checkpoint
 
     checkpoint = load_checkpoint(path)
-    want = {"z_dim": z_dim, "h_dim": h_dim}
-    if checkpoint["config"] != want:
-        raise UserError(f"{path}: controller is for {checkpoint['config']}, but the world model has "
-                        f"{want}; rerun the controller stage")
-    return Controller(z_dim, h_dim, checkpoint["state_dict"]["params"].numpy())
+    config = checkpoint["config"]
+    if config.get("z_dim") != z_dim or config.get("h_dim") not in h_dims:
+        raise UserError(f"{path}: controller is for {config}, but the world model has z_dim={z_dim}, "
+                        f"h_dim in {list(h_dims)}; rerun the controller stage")
+    return Controller(config["z_dim"], config["h_dim"], config.get("hidden", 0),
+                      checkpoint["state_dict"]["params"].numpy())

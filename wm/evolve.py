@@ -1,44 +1,79 @@
-"""CMA-ES (pycma) over the controller's flat parameter vector, candidates scored in the real env."""
+"""CMA-ES (pycma) over the controller's flat parameter vector.
+
+Candidates are scored in the real env (the paper's way) or inside the MDN-RNN's dream (batched,
+thousands of rollouts per second); either way the finalists are then checked on real tracks
+and the best of them is kept.
+"""
 import warnings
 
 import numpy as np
+import torch
 
 warnings.filterwarnings("ignore", message="Could not import matplotlib")  # cma's plots are unused
 import cma  # noqa: E402
 
-from wm.env import track_seeds
-from wm.rollout import drive
+from wm.dream import dream_returns  # noqa: E402
+from wm.env import track_seeds  # noqa: E402
+from wm.rollout import drive  # noqa: E402
 
 
-def evolve_controller(venv, agent, batch_size, n_params, population, rollouts, generations, sigma0,
-                      seed, live):
-    """Evolve controller parameters with CMA-ES.
+class RealScore:
+    """Each generation, every candidate drives the same `rollouts` tracks of the controller's seed
+    block (common random numbers, so candidates are compared on equal terms); the world-model
+    `agent` drives all of the generation's episodes through `venv`, `batch_size` at a time, each
+    with its own candidate's controller. Fitness: the mean return."""
 
-    Each generation, every candidate drives the same `rollouts` tracks (common random numbers,
-    so candidates are compared on equal terms); `agent` (a WorldModelAgent) drives all of the
-    generation's episodes through the vector env `venv`, `batch_size` at a time, each with its
-    candidate's controller. A candidate's fitness is its mean return. Logs best/mean/worst
-    per generation to `live`.
-    Returns (best params (n_params,), its mean return): the best candidate seen in any generation.
-    """
+    def __init__(self, venv, agent, batch_size, rollouts):
+        self.venv, self.agent, self.batch_size, self.rollouts = venv, agent, batch_size, rollouts
+
+    def __call__(self, generation, candidates):
+        seeds = track_seeds("controller", self.rollouts, start=generation * self.rollouts)
+        return mean_returns(self.venv, self.agent, self.batch_size, candidates, seeds,
+                            desc=f"generation {generation + 1}")
+
+
+class DreamScore:
+    """Each generation, every candidate drives `rollouts` dreams of `steps` steps from the same
+    start latents (drawn from `starts` (M, Z), real latents after the zoom-in), sampled at
+    temperature `tau`. Fitness: the mean predicted return."""
+
+    def __init__(self, mdnrnn, controller, starts, rollouts, steps, tau, seed):
+        self.mdnrnn, self.controller, self.starts = mdnrnn, controller, starts
+        self.rollouts, self.steps, self.tau, self.seed = rollouts, steps, tau, seed
+
+    def __call__(self, generation, candidates):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + generation)
+        z0 = self.starts[torch.randint(len(self.starts), (self.rollouts,), generator=generator)]
+        params = np.repeat(np.asarray(candidates, np.float32), self.rollouts, axis=0)
+        returns = dream_returns(self.mdnrnn, self.controller, params, z0.repeat(len(candidates), 1),
+                                self.steps, self.tau, generator)
+        return returns.numpy().reshape(len(candidates), self.rollouts).mean(1)
+
+
+def mean_returns(venv, agent, batch_size, candidates, seeds, desc=None):
+    """(len(candidates),) mean real return of each candidate over the tracks `seeds`."""
+    rollout_seeds = [s for _ in candidates for s in seeds]
+    rollout_params = np.stack([c for c in candidates for _ in seeds])
+    results = drive(venv, agent, rollout_seeds, batch_size, params=rollout_params, desc=desc)
+    return np.array([r.total_reward for r in results]).reshape(len(candidates), len(seeds)).mean(1)
+
+
+def evolve(score, n_params, population, generations, sigma0, seed, live, finalists):
+    """Run CMA-ES from zero for `generations`, fitness `score(generation, candidates)`. Logs
+    best/mean/worst fitness per generation to `live`. Returns the finalists: CMA-ES's final mean,
+    then the `finalists` best candidates of any generation, best first, as (n_params,) arrays."""
     es = cma.CMAEvolutionStrategy(np.zeros(n_params), sigma0,
                                   {"popsize": population, "seed": seed + 1, "verbose": -9})
-    best_params, best_return = None, -np.inf
+    best = []  # (fitness, params) of each generation's best candidate
     for generation in range(generations):
         candidates = es.ask()  # population x (n_params,)
-        seeds = track_seeds("controller", rollouts, start=generation * rollouts)
-        rollout_seeds = [s for _ in candidates for s in seeds]
-        rollout_params = [c for c in candidates for _ in seeds]
-        results = drive(venv, agent, rollout_seeds, batch_size, params=np.stack(rollout_params),
-                        desc=f"generation {generation + 1}/{generations}")
-        returns = np.array([r.total_reward for r in results]).reshape(len(candidates), rollouts).mean(1)
-        es.tell(candidates, (-returns).tolist())
-        if returns.max() > best_return:
-            best_return = float(returns.max())
-            best_params = np.asarray(candidates[int(returns.argmax())], dtype=np.float32)
-        live.log_metric("generation/best", float(returns.max()))
-        live.log_metric("generation/mean", float(returns.mean()))
-        live.log_metric("generation/worst", float(returns.min()))
-        live.log_metric("best_so_far", best_return)
+        fitness = np.asarray(score(generation, candidates), dtype=np.float64)
+        es.tell(candidates, (-fitness).tolist())
+        best.append((float(fitness.max()), np.asarray(candidates[int(fitness.argmax())], np.float32)))
+        live.log_metric("generation/best", float(fitness.max()))
+        live.log_metric("generation/mean", float(fitness.mean()))
+        live.log_metric("generation/worst", float(fitness.min()))
+        live.log_metric("best_so_far", max(f for f, _ in best))
         live.next_step()
-    return best_params, best_return
+    best.sort(key=lambda item: -item[0])
+    return [np.asarray(es.mean, np.float32)] + [params for _, params in best[:finalists]]

@@ -10,3 +10,4 @@ PPO_BASELINE_MODEL = PPO_BASELINE_DIR / "best_model.zip"
 VAE = Path("models/vae.pt")
 MDNRNN = Path("models/mdnrnn.pt")
 CONTROLLER = Path("models/controller.pt")
+CONTROLLER_Z = Path("models/controller_z.pt")

@@ -17,13 +17,13 @@ from wm.rollout import build_policy, run_episode
 from wm.video import write_mp4
 
 
-def policy_spec(agent, z_dim):
-    """The spec of the trained `agent` (world_model or ppo), checking its files exist."""
+def load_agent(agent, z_dim):
+    """The trained `agent` (world_model or ppo), checking its files exist."""
     if agent == "ppo":
         if not paths.PPO_MODEL.exists():
             raise UserError(f"{paths.PPO_MODEL}: not found; train it (dvc repro ppo) or fetch it (dvc pull)")
-        return {"kind": "ppo", "path": str(paths.PPO_MODEL)}
-    return load_world_model(z_dim)[-1]
+        return build_policy({"kind": "ppo", "path": str(paths.PPO_MODEL)})
+    return load_world_model(z_dim)
 
 
 def has_display():
@@ -47,7 +47,7 @@ def run(argv=None):
     parser.add_argument("--out", type=Path, help="write an mp4 here instead of opening a window")
     args = parser.parse_args(argv)
     params = load_params()
-    policy = build_policy(policy_spec(args.agent, params.vae.z_dim))
+    policy = load_agent(args.agent, params.vae.z_dim)
     headless = args.out is not None or not has_display()
     env = make_env(params.env.max_steps, render_mode="rgb_array" if headless else "human")
     try:

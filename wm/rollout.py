@@ -101,11 +101,29 @@ def run_episode(env, policy, seed, record=False, render=False, stop=None):
             return rollout
 
 
+def collect(venv, policy, seeds, batch_size, out_dir, desc=None):
+    """Drive one recorded episode per seed and write each to out_dir/episode_XXXXX.npz (XXXXX its
+    index in `seeds`); files are compressed and written in a background thread while the next
+    batch drives. Returns the Rollouts (without their frames)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wm.episodes import episode_name, save_episode
+
+    writes = []
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        rollouts = drive(venv, policy, seeds, batch_size, record=True, desc=desc,
+                         on_result=lambda i, rollout: writes.append(writer.submit(
+                             save_episode, out_dir / episode_name(i), to_episode(rollout))))
+        for write in writes:
+            write.result()
+    return rollouts
+
+
 def build_policy(spec):
     """A policy from a plain spec:
     {"kind": "random"} | {"kind": "ppo", "path", "action_noise"} |
-    {"kind": "mix", "path", "action_noise", "ppo_fraction"} |
-    {"kind": "world_model", "vae", "mdnrnn", "controller" (flat params or None)}
+    {"kind": "mix", "path", "action_noise", "ppo_fraction"}
+    (world-model agents: wm.agents.load_world_model)
     """
     from wm import agents
 
@@ -117,14 +135,6 @@ def build_policy(spec):
     if kind == "mix":
         return agents.MixPolicy(agents.PPOPolicy(spec["path"], spec["action_noise"]),
                                 agents.RandomPolicy(), spec["ppo_fraction"])
-    if kind == "world_model":
-        from wm.io import load_model
-        from wm.mdnrnn import MDNRNN
-        from wm.vae import ConvVAE
-
-        vae = load_model(spec["vae"], ConvVAE)
-        mdnrnn = load_model(spec["mdnrnn"], MDNRNN, z_dim=vae.z_dim)
-        return agents.WorldModelAgent(vae, mdnrnn, spec.get("controller"))
     raise ValueError(f"unknown policy kind {kind!r}")
 
 
