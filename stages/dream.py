@@ -27,8 +27,8 @@ def run():
     env.close()
     # start after the zoom-in animation of the first frames, where the car is already on the road
     start = min(cfg.start_step, len(real.frames) - 1)
-    dream, rewards, dones = dream_rollout(agent.vae, agent.mdnrnn, agent.controller, real.frames[start], cfg.steps,
-                                          cfg.temperature, params.seed)
+    dream, rewards, dones = dream_rollout(agent.vae, agent.mdnrnn, agent.controller, real.frames[start],
+                                          cfg.steps, cfg.temperature, params.seed)
     real_frames = real.frames[start:start + len(dream)]
     real_frames += [real_frames[-1]] * (len(dream) - len(real_frames))
     write_mp4("metrics/dream.mp4", [side_by_side(r, d) for r, d in zip(real_frames, dream)], fps=30)

@@ -11,8 +11,9 @@ outs: metrics/eval.json; metrics/eval_drive.mp4
 import numpy as np
 
 from wm import paths
-from wm.agents import load_world_model
+from wm.agents import WorldModelAgent, load_world_model
 from wm.config import load_params
+from wm.controller import load_controller
 from wm.env import make_env, track_seeds
 from wm.errors import main
 from wm.io import Timer, write_json
@@ -33,7 +34,8 @@ def run():
     params = load_params()
     cfg = params.evaluate
     world_model = load_world_model(params.vae.z_dim)
-    z_only = load_world_model(params.vae.z_dim, paths.CONTROLLER_Z)
+    z_only = WorldModelAgent(world_model.vae, world_model.mdnrnn,
+                             load_controller(paths.CONTROLLER_Z, params.vae.z_dim, (0,)))
     seeds = track_seeds("test", cfg.episodes)
     runs = [("controller", world_model, "gymnasium"),
             ("controller_z", z_only, "gymnasium"),

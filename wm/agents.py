@@ -111,10 +111,10 @@ class WorldModelAgent:
         return actions.numpy()
 
 
-def load_world_model(z_dim, controller_path=None):
-    """The trained VAE and MDN-RNN (and the controller at `controller_path`, default the
-    z-and-h one) as a ready WorldModelAgent, checked against each other and against the
-    `vae.z_dim` param. `agent.vae`, `agent.mdnrnn`, `agent.controller` are its parts."""
+def load_world_model(z_dim):
+    """The trained VAE, MDN-RNN and controller (on z and h) as a ready WorldModelAgent, checked
+    against each other and against the `vae.z_dim` param. `agent.vae`, `agent.mdnrnn`,
+    `agent.controller` are its parts."""
     from wm import paths
     from wm.controller import load_controller
     from wm.io import load_model
@@ -123,5 +123,5 @@ def load_world_model(z_dim, controller_path=None):
 
     vae = load_model(paths.VAE, ConvVAE, z_dim=z_dim)
     mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
-    controller = load_controller(controller_path or paths.CONTROLLER, vae.z_dim, (0, mdnrnn.hidden))
+    controller = load_controller(paths.CONTROLLER, vae.z_dim, (mdnrnn.hidden,))
     return WorldModelAgent(vae, mdnrnn, controller)

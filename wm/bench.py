@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from wm.config import load_params
 from wm.controller import Controller
 from wm.data import sequence_batches
 from wm.dream import dream_returns
-from wm.episodes import Latents, episode_name, load_episode, load_latents, save_episode, save_latents
+from wm.episodes import Latents, load_episode, load_latents, save_latents
 from wm.io import open_live, write_json
 from wm.mdnrnn import MDNRNN, mdnrnn_loss
 from wm.rollout import collect, drive
@@ -168,10 +167,11 @@ def full_length_latents(files, steps):
 
 
 def dream_rate(mdnrnn, z_dim, batch, repeats):
-    weight = torch.randn(batch, 3, z_dim + mdnrnn.hidden) * 0.1
-    bias, z0 = torch.zeros(batch, 3), torch.randn(batch, z_dim)
-    steps = 100
-    return batch * steps / median_time(lambda: dream_returns(mdnrnn, weight, bias, z0, steps, 1.0), repeats)
+    controller = Controller(z_dim, mdnrnn.hidden)
+    params = np.random.default_rng(0).standard_normal((batch, controller.size)).astype(np.float32) * 0.1
+    z0, steps = torch.randn(batch, z_dim), 100
+    return batch * steps / median_time(
+        lambda: dream_returns(mdnrnn, controller, params, z0, steps, 1.0), repeats)
 
 
 def noop_repro_seconds(repeats):
