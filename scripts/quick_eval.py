@@ -1,8 +1,8 @@
-"""Mean real return of the trained controller(s) on the first N test tracks, on envpool (fast;
-the evaluate stage is the reference, on gymnasium). For quick lever experiments, run in a
-workspace with models/ and params.yaml:
+"""Mean real return of the trained controller(s) on the first N test tracks, on envpool by
+default (fast; the evaluate stage is the reference, on gymnasium). For quick lever
+experiments, run in a workspace with models/ and params.yaml:
 
-    python scripts/quick_eval.py 64 [--z-only]
+    python scripts/quick_eval.py 64 [--z-only] [--backend gymnasium]
 """
 import argparse
 import sys
@@ -24,13 +24,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tracks", type=int)
     parser.add_argument("--z-only", action="store_true", help="models/controller_z.pt")
+    parser.add_argument("--backend", choices=("envpool", "gymnasium"), default="envpool")
     args = parser.parse_args()
     params = load_params()
     agent = load_world_model(params.vae.z_dim)
     if args.z_only:
         agent = WorldModelAgent(agent.vae, agent.mdnrnn,
                                 load_controller(paths.CONTROLLER_Z, params.vae.z_dim, (0,)))
-    with make_vector_env("envpool", params.env.max_steps, 2) as venv:
+    with make_vector_env(args.backend, params.env.max_steps, 2) as venv:
         returns = [r.total_reward for r in drive(venv, agent, track_seeds("test", args.tracks),
                                                  params.env.batch_size)]
-    print(f"{args.tracks} test tracks (envpool): mean {np.mean(returns):.1f} +- {np.std(returns):.1f}")
+    print(f"{args.tracks} test tracks ({args.backend}): mean {np.mean(returns):.1f} +- {np.std(returns):.1f}")
