@@ -6,11 +6,12 @@ outs: data/rollouts/episode_XXXXX.npz; metrics/collect.json
 import numpy as np
 
 from wm import paths
+from wm.agents import build_policy
 from wm.config import load_params
 from wm.env import track_seeds
-from wm.errors import UserError, main
+from wm.errors import main
 from wm.io import Timer, atomic_dir, write_json
-from wm.rollout import build_policy, collect
+from wm.rollout import collect
 from wm.vector_env import make_vector_env
 
 
@@ -18,11 +19,7 @@ from wm.vector_env import make_vector_env
 def run():
     params = load_params()
     cfg = params.collect
-    if cfg.policy in ("ppo", "mix") and not paths.PPO_MODEL.exists():
-        raise UserError(f"{paths.PPO_MODEL}: not found, but collect.policy is {cfg.policy} (run the ppo stage)")
-    spec = {"kind": cfg.policy, "path": str(paths.PPO_MODEL), "action_noise": cfg.action_noise,
-            "ppo_fraction": cfg.ppo_fraction}
-    policy = build_policy(spec)
+    policy = build_policy(cfg.policy, action_noise=cfg.action_noise, ppo_fraction=cfg.ppo_fraction)
     timer = Timer()
     with atomic_dir(paths.ROLLOUTS) as out_dir, \
             make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv:
@@ -30,7 +27,7 @@ def run():
                            out_dir, desc="collect")
     steps = sum(r.steps for r in rollouts)
     returns = [r.total_reward for r in rollouts]
-    write_json("metrics/collect.json", {
+    write_json(paths.COLLECT_METRICS, {
         "episodes": len(rollouts), "frames": steps + len(rollouts),
         "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
         "steps_per_second": round(steps / timer.seconds, 1), "seconds": timer.seconds})

@@ -12,35 +12,16 @@ outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per ge
 """
 import sys
 
-import numpy as np
-import torch
-
 from wm import paths
-from wm.agents import WorldModelAgent
+from wm.agents import WorldModelAgent, load_world_model
 from wm.config import load_params
 from wm.controller import Controller, save_controller
-from wm.episodes import list_files, load_latents
+from wm.dream import dream_starts
 from wm.env import track_seeds
 from wm.errors import UserError, main
 from wm.evolve import DreamScore, RealScore, evolve, mean_returns
-from wm.io import Timer, load_model, open_live
-from wm.mdnrnn import MDNRNN
-from wm.vae import ConvVAE
+from wm.io import Timer, open_live
 from wm.vector_env import make_vector_env
-
-ZOOM_STEPS = 50  # CarRacing's zoom-in animation lasts its first second (50 frames)
-START_EVERY = 25  # dream start latents: every 25th step of each episode after the zoom-in
-
-
-def dream_starts(z_dim):
-    """(M, Z) real latents (means) to start dreams from: every START_EVERY-th step of every
-    latent episode after the zoom-in."""
-    starts = [load_latents(path, z_dim).mu[ZOOM_STEPS::START_EVERY]
-              for path in list_files(paths.LATENTS, "latent")]
-    starts = np.concatenate(starts)
-    if not len(starts):
-        raise UserError(f"{paths.LATENTS}: no episode is longer than the {ZOOM_STEPS}-step zoom-in")
-    return torch.from_numpy(starts)
 
 
 @main
@@ -48,16 +29,15 @@ def run():
     which = sys.argv[1:] or ["zh"]
     if which not in (["zh"], ["z"]):
         raise UserError(f"usage: python -m stages.controller [z], got {' '.join(which)}")
-    z_only = which == ["z"]
+    inputs = which[0]
     params = load_params()
     cfg = params.controller
-    vae = load_model(paths.VAE, ConvVAE, z_dim=params.vae.z_dim)
-    mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
-    controller = Controller(vae.z_dim, 0 if z_only else mdnrnn.hidden, cfg.hidden)
+    vae, mdnrnn = load_world_model(params.vae.z_dim)
+    controller = Controller(vae.z_dim, mdnrnn.hidden if inputs == "zh" else 0, cfg.hidden)
     agent = WorldModelAgent(vae, mdnrnn, controller)
     timer = Timer()
     with make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv, \
-            open_live("metrics/controller_z" if z_only else "metrics/controller") as live:
+            open_live(paths.CONTROLLER_METRICS[inputs]) as live:
         if cfg.mode == "real":
             score = RealScore(venv, agent, params.env.batch_size, cfg.rollouts)
         else:
@@ -73,7 +53,7 @@ def run():
         live.log_metric("select/finalist", pick, plot=False)  # 0: CMA-ES's mean
         live.log_metric("select/mean_return", float(returns[0]), plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
-    save_controller(paths.CONTROLLER_Z if z_only else paths.CONTROLLER,
+    save_controller(paths.CONTROLLERS[inputs],
                     Controller(controller.z_dim, controller.h_dim, cfg.hidden, finalists[pick]))
 
 

@@ -5,13 +5,15 @@ outs: metrics/dream.mp4; metrics/dream.json
 """
 import numpy as np
 
-from wm.agents import load_world_model
+from wm import paths
+from wm.agents import load_agent, load_world_model
 from wm.config import load_params
 from wm.dream import dream_rollout
-from wm.env import make_env, track_seeds
+from wm.env import track_seeds
 from wm.errors import main
 from wm.io import Timer, write_json
-from wm.rollout import run_episode
+from wm.rollout import drive
+from wm.vector_env import SingleEnv
 from wm.video import side_by_side, write_mp4
 
 
@@ -19,20 +21,19 @@ from wm.video import side_by_side, write_mp4
 def run():
     params = load_params()
     cfg = params.dream
-    agent = load_world_model(params.vae.z_dim)
+    agent = load_agent(*load_world_model(params.vae.z_dim))
     timer = Timer()
     seed = track_seeds("dream", 1)[0]
-    env = make_env(params.env.max_steps)
-    real = run_episode(env, agent, seed, record=True)
-    env.close()
+    with SingleEnv(params.env.max_steps) as env:
+        real, = drive(env, agent, [seed], 1, record=True)
     # start after the zoom-in animation of the first frames, where the car is already on the road
     start = min(cfg.start_step, len(real.frames) - 1)
     dream, rewards, dones = dream_rollout(agent.vae, agent.mdnrnn, agent.controller, real.frames[start],
                                           cfg.steps, cfg.temperature, params.seed)
     real_frames = real.frames[start:start + len(dream)]
     real_frames += [real_frames[-1]] * (len(dream) - len(real_frames))
-    write_mp4("metrics/dream.mp4", [side_by_side(r, d) for r, d in zip(real_frames, dream)], fps=30)
-    write_json("metrics/dream.json", {
+    write_mp4(paths.DREAM_VIDEO, [side_by_side(r, d) for r, d in zip(real_frames, dream)], fps=30)
+    write_json(paths.DREAM_METRICS, {
         "seed": seed, "start_step": start, "steps": cfg.steps, "temperature": cfg.temperature,
         "dream_reward": round(float(np.sum(rewards)), 2),
         "real_reward": round(float(np.sum(real.rewards[start:start + cfg.steps])), 2),

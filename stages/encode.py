@@ -2,6 +2,8 @@
 
 outs: data/latents/episode_XXXXX.npz; metrics/encode.json
 """
+from tqdm import tqdm
+
 from wm import paths
 from wm.config import load_params
 from wm.episodes import Latents, list_files, load_episode, save_latents
@@ -9,7 +11,6 @@ from wm.errors import main
 from wm.io import Timer, atomic_dir, load_model, resolve_device, write_json
 from wm.train import encode_frames
 from wm.vae import ConvVAE
-from tqdm import tqdm
 
 
 @main
@@ -27,7 +28,7 @@ def run():
             save_latents(out_dir / path.name, Latents(mu=mu, logvar=logvar, action=episode.action,
                                                       reward=episode.reward, done=episode.done))
             frames += len(episode.obs)
-    write_json("metrics/encode.json", {"episodes": len(files), "frames": frames,
+    write_json(paths.ENCODE_METRICS, {"episodes": len(files), "frames": frames,
                                        "frames_per_second": round(frames / timer.seconds, 1),
                                        "seconds": timer.seconds})
 

@@ -11,14 +11,13 @@ outs: metrics/eval.json; metrics/eval_drive.mp4
 import numpy as np
 
 from wm import paths
-from wm.agents import WorldModelAgent, load_world_model
+from wm.agents import build_policy, load_agent, load_world_model
 from wm.config import load_params
-from wm.controller import load_controller
-from wm.env import make_env, track_seeds
+from wm.env import track_seeds
 from wm.errors import main
 from wm.io import Timer, write_json
-from wm.rollout import build_policy, drive, run_episode
-from wm.vector_env import make_vector_env
+from wm.rollout import drive
+from wm.vector_env import SingleEnv, make_vector_env
 from wm.video import write_mp4
 
 
@@ -34,17 +33,15 @@ def run():
     params = load_params()
     cfg = params.evaluate
     world_model = load_world_model(params.vae.z_dim)
-    z_only = WorldModelAgent(world_model.vae, world_model.mdnrnn,
-                             load_controller(paths.CONTROLLER_Z, params.vae.z_dim, (0,)))
+    agent = load_agent(*world_model)
     seeds = track_seeds("test", cfg.episodes)
-    runs = [("controller", world_model, "gymnasium"),
-            ("controller_z", z_only, "gymnasium"),
-            ("ppo", build_policy({"kind": "ppo", "path": str(paths.PPO_MODEL)}), "gymnasium"),
-            ("ppo_baseline", build_policy({"kind": "ppo", "path": str(paths.PPO_BASELINE_MODEL)}),
-             "gymnasium"),
-            ("random", build_policy({"kind": "random"}), "gymnasium")]
+    runs = [("controller", agent, "gymnasium"),
+            ("controller_z", load_agent(*world_model, inputs="z"), "gymnasium"),
+            ("ppo", build_policy("ppo"), "gymnasium"),
+            ("ppo_baseline", build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
+            ("random", build_policy("random"), "gymnasium")]
     if params.env.backend == "envpool":
-        runs.append(("controller_envpool", world_model, "envpool"))
+        runs.append(("controller_envpool", agent, "envpool"))
     timer = Timer()
     results = {"test_seeds": seeds}
     for name, policy, backend in runs:
@@ -53,13 +50,12 @@ def run():
             results[name] = summary(drive(venv, policy, seeds, params.env.batch_size,
                                           desc=f"evaluate {name}"))
         results[name]["seconds"] = round(timer.seconds - started, 1)
-    env = make_env(params.env.max_steps, render_mode="rgb_array")
-    video = run_episode(env, world_model, seeds[0], render=True)
-    env.close()
-    write_mp4("metrics/eval_drive.mp4", video.renders, fps=50)
+    with SingleEnv(params.env.max_steps, render_mode="rgb_array") as env:
+        video, = drive(env, agent, seeds[:1], 1, render=True)
+    write_mp4(paths.EVAL_VIDEO, video.renders, fps=50)
     results["video"] = {"seed": seeds[0], "return": round(video.total_reward, 2), "steps": video.steps}
     results["seconds"] = timer.seconds
-    write_json("metrics/eval.json", results)
+    write_json(paths.EVAL_METRICS, results)
 
 
 if __name__ == "__main__":

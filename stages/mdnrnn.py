@@ -24,10 +24,11 @@ def run():
         episode_length(path)
     torch.manual_seed(params.seed)
     mdnrnn = MDNRNN(params.vae.z_dim, hidden=cfg.hidden, mixtures=cfg.mixtures)
-    with open_live("metrics/mdnrnn") as live:
-        train_mdnrnn(mdnrnn, train_files, val_files, cfg.epochs, cfg.seq_len, cfg.batch_size,
-                     cfg.buffer_episodes, cfg.learning_rate, cfg.grad_clip,
-                     resolve_device(params.device), live, params.seed)
+    with open_live(paths.MDNRNN_METRICS) as live:
+        train_mdnrnn(mdnrnn, train_files, val_files, epochs=cfg.epochs, seq_len=cfg.seq_len,
+                     batch_size=cfg.batch_size, buffer_episodes=cfg.buffer_episodes,
+                     learning_rate=cfg.learning_rate, grad_clip=cfg.grad_clip,
+                     device=resolve_device(params.device), live=live, seed=params.seed)
         live.log_metric("seconds", timer.seconds, plot=False)
     save_checkpoint(paths.MDNRNN, mdnrnn.config, mdnrnn.cpu().state_dict())
 

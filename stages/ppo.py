@@ -23,10 +23,10 @@ def run():
     if which not in (["collect"], ["baseline"]):
         raise UserError(f"usage: python -m stages.ppo [baseline], got {' '.join(which)}")
     params = load_params()
-    cfg, out_dir, metrics_dir = params.ppo, paths.PPO_DIR, "metrics/ppo"
+    cfg, out_dir, metrics_dir = params.ppo, paths.PPO_DIR, paths.PPO_METRICS
     if which == ["baseline"]:
         cfg = dataclasses.replace(cfg, timesteps=params.ppo_baseline.timesteps)
-        out_dir, metrics_dir = paths.PPO_BASELINE_DIR, "metrics/ppo_baseline"
+        out_dir, metrics_dir = paths.PPO_BASELINE_DIR, paths.PPO_BASELINE_METRICS
     timer = Timer()
     torch.manual_seed(params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -37,16 +37,18 @@ def run():
     device = resolve_device(params.device)
     torch.manual_seed(params.seed)
     vae = ConvVAE(cfg.z_dim)
-    with open_live("metrics/vae") as live:
-        train_vae(vae, train_files, val_files, n_train, cfg.epochs, cfg.batch_size,
-                  cfg.buffer_episodes, cfg.learning_rate, cfg.kl_tolerance, device, live, params.seed)
+    with open_live(paths.VAE_METRICS) as live:
+        train_vae(vae, train_files, val_files, n_train_frames=n_train, epochs=cfg.epochs,
+                  batch_size=cfg.batch_size, buffer_episodes=cfg.buffer_episodes,
+                  learning_rate=cfg.learning_rate, kl_tolerance=cfg.kl_tolerance, device=device,
+                  live=live, seed=params.seed)
         live.log_metric("train_frames", n_train, plot=False)
         live.log_metric("val_frames", sum(lengths[path] for path in val_files), plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
     save_checkpoint(paths.VAE, vae.config, vae.cpu().state_dict())
     shown = load_frames((val_files or train_files)[:1])
     picks = shown[np.linspace(0, len(shown) - 1, 8).astype(int)]
-    write_png("metrics/vae_reconstruction.png", reconstruction_grid(vae, picks, "cpu"))
+    write_png(paths.VAE_RECONSTRUCTION, reconstruction_grid(vae, picks, "cpu"))
 
 
 if __name__ == "__main__":

@@ -98,19 +98,55 @@ def test_split_files_holds_out_whole_episodes():
     assert split_files(files, 0.0) == (files, [])
 
 
-def test_make_sequences_cover_episodes_with_masks():
-    rng = np.random.default_rng(0)
-    episodes = [make_latents(steps=10, seed=1), make_latents(steps=3, seed=2)]
-    batch = make_sequences(episodes, seq_len=4, rng=rng, sample=False)
-    assert batch["z"].shape[1:] == (5, 4) and batch["action"].shape[1:] == (4, 3)
-    # the short episode is one window of 3 valid steps; z targets line up with mu
-    short = np.flatnonzero(batch["mask"].sum(1) == 3)
-    assert len(short) >= 1
-    lengths = batch["mask"].sum(1)
-    assert lengths.sum() <= 13 and lengths.max() <= 4
-    i = short[-1]
-    np.testing.assert_array_equal(batch["z"][i, :4], episodes[1].mu)
-    assert batch["done"][i, 2] == 1
+def windows(batches, episodes, seq_len, sampled=False):
+    """{episode index: sorted [(start, length), ...]} of the training windows in `batches`, each
+    found by its first action (actions are unique per step), after checking that every window
+    holds its episode's steps start..start+length, padded with zeros and masked after them."""
+    found = {}
+    for batch in batches:
+        for i, mask in enumerate(batch["mask"]):
+            length = int(mask.sum())
+            assert mask[:length].all() and 0 < length <= seq_len
+            (e, start), = [(e, int(s)) for e, ep in enumerate(episodes)
+                           for s in np.flatnonzero((ep.action == batch["action"][i, 0]).all(1))]
+            ep = episodes[e]
+            np.testing.assert_array_equal(batch["action"][i, :length], ep.action[start:start + length])
+            np.testing.assert_array_equal(batch["reward"][i, :length], ep.reward[start:start + length])
+            np.testing.assert_array_equal(batch["done"][i, :length], ep.done[start:start + length])
+            if not sampled:  # z targets line up with mu, one step ahead of the actions
+                np.testing.assert_array_equal(batch["z"][i, :length + 1], ep.mu[start:start + length + 1])
+            assert not batch["action"][i, length:].any() and not batch["z"][i, length + 1:].any()
+            found.setdefault(e, []).append((start, length))
+    return {e: sorted(w) for e, w in found.items()}
+
+
+def assert_windows_tile_from_an_offset(found, episodes, seq_len):
+    """Each episode's windows tile its steps from one offset (< seq_len) to its end, in full
+    windows but the last; returns the offsets."""
+    offsets = []
+    for e, ep in enumerate(episodes):
+        starts = [start for start, _ in found[e]]
+        ends = [start + length for start, length in found[e]]
+        assert starts[1:] == ends[:-1] and ends[-1] == len(ep.action), (e, found[e])
+        assert all(length == seq_len for _, length in found[e][:-1]) and starts[0] < seq_len
+        offsets.append(starts[0])
+    return offsets
+
+
+def test_make_sequences_cut_every_step_into_masked_windows():
+    episodes = [make_latents(steps=10, seed=1), make_latents(steps=3, seed=2), make_latents(steps=8, seed=3)]
+    covered = [set() for _ in episodes]
+    offsets = set()
+    for call in range(30):
+        batch = make_sequences(episodes, seq_len=4, rng=np.random.default_rng(call), sample=False)
+        assert batch["z"].shape[1:] == (5, 4) and batch["action"].shape[1:] == (4, 3)
+        found = windows([batch], episodes, seq_len=4)
+        offsets.update(assert_windows_tile_from_an_offset(found, episodes, seq_len=4))
+        for e, w in found.items():
+            covered[e].update(s for start, length in w for s in range(start, start + length))
+    assert found[1] == [(0, 3)]  # shorter than a window: one padded window, from its start
+    assert offsets == {0, 1, 2, 3}  # the offset moves, so every step is seen at every position
+    assert all(c == set(range(len(ep.action))) for c, ep in zip(covered, episodes))
 
 
 def test_checkpoint_round_trip_and_z_dim_mismatch(tmp_path):
@@ -124,8 +160,12 @@ def test_checkpoint_round_trip_and_z_dim_mismatch(tmp_path):
     with pytest.raises(UserError, match=r"vae\.pt: does not hold a MDNRNN"):
         load_model(tmp_path / "vae.pt", MDNRNN)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match=r"bad\.pt: corrupt or unreadable checkpoint"):
+    with pytest.raises(UserError, match=r"bad\.pt: not a checkpoint"):
         load_model(tmp_path / "bad.pt", ConvVAE)
+    whole = (tmp_path / "vae.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(UserError, match=r"cut\.pt: truncated or damaged checkpoint"):
+        load_model(tmp_path / "cut.pt", ConvVAE)
 
 
 def test_controller_checkpoint_round_trip(tmp_path):
@@ -202,8 +242,15 @@ def test_sequence_stream_covers_every_step(tmp_path):
     for i, steps in enumerate([9, 4, 12]):
         files.append(tmp_path / f"episode_{i:05d}.npz")
         save_latents(files[-1], make_latents(steps=steps, seed=i))
+    episodes = [load_latents(path) for path in files]
     batches = list(sequence_batches(files, 4, seq_len=5, batch_size=2, buffer_episodes=2,
                                     rng=np.random.default_rng(0), shuffle=False))
-    assert all(b["z"].shape[1:] == (6, 4) for b in batches)
-    steps = sum(int(b["mask"].sum()) for b in batches)
-    assert 4 <= steps <= 25 and max(len(b["z"]) for b in batches) <= 2
+    assert all(b["z"].shape[1:] == (6, 4) for b in batches) and max(len(b["z"]) for b in batches) == 2
+    found = windows(batches, episodes, seq_len=5, sampled=True)
+    assert sorted(found) == [0, 1, 2]  # every episode, each tiled from its offset to its end
+    assert_windows_tile_from_an_offset(found, episodes, seq_len=5)
+    # z is drawn from (mu, logvar), not mu itself
+    start = found[0][0][0]
+    z = next(b["z"][i] for b in batches for i in range(len(b["z"]))
+             if np.array_equal(b["action"][i, 0], episodes[0].action[start]))
+    assert not np.isclose(z[:2], episodes[0].mu[start:start + 2]).any()

@@ -77,11 +77,11 @@ def test_mdn_nll_two_equal_components_equal_one():
 def test_mdnrnn_shapes_and_masked_loss():
     model = MDNRNN(z_dim=6, hidden=16, mixtures=3)
     z, action = torch.randn(2, 7, 6), torch.rand(2, 7, 3)
-    log_pi, mu, log_sigma, reward, done, (h, c) = outputs = model(z, action)
-    assert log_pi.shape == mu.shape == log_sigma.shape == (2, 7, 6, 3)
-    assert reward.shape == done.shape == (2, 7)
+    outputs, (h, c) = model(z, action)
+    assert outputs.log_pi.shape == outputs.mu.shape == outputs.log_sigma.shape == (2, 7, 6, 3)
+    assert outputs.reward.shape == outputs.done_logit.shape == (2, 7)
     assert h.shape == c.shape == (1, 2, 16)
-    torch.testing.assert_close(log_pi.exp().sum(-1), torch.ones(2, 7, 6))
+    torch.testing.assert_close(outputs.log_pi.exp().sum(-1), torch.ones(2, 7, 6))
     mask = torch.ones(2, 7, dtype=torch.bool)
     mask[1, 3:] = False
     total, nll, reward_mse, done_bce = mdnrnn_loss(outputs, torch.randn(2, 7, 6), torch.zeros(2, 7),

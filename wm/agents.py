@@ -9,30 +9,40 @@ encodes N frames in one call and the MDN-RNN steps N hidden states in one call.
 import numpy as np
 import torch
 
-from wm.controller import apply
-from wm.env import ACTION_HIGH, ACTION_LOW, prepare_frame
-from wm.vae import to_input
+from wm import paths
+from wm.controller import apply, load_controller
+from wm.env import ACTION_DIM, ACTION_HIGH, ACTION_LOW, prepare_frame
+from wm.errors import UserError
+from wm.io import load_model
+from wm.mdnrnn import MDNRNN
+from wm.vae import ConvVAE, to_input
+
+# The random policy: an AR(1) process per action channel, x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t,
+# so each channel stays N(0, 1) and holds its value for ~1 / (1 - rho) = 20 steps (0.4 s).
+RANDOM_CORRELATION = 0.95
+RANDOM_GAS_CENTER = 0.5  # gas = 0.5 + 0.5 x, clipped to [0, 1]: half throttle on average
+RANDOM_BRAKE_CENTER = -1.0  # brake = x - 1, clipped to [0, 1]: brakes on ~16% of steps (P(x > 1))
 
 
 class RandomPolicy:
-    """Random driving with temporally correlated actions: an AR(1) process per action channel
-    and track, so the car holds a turn or a throttle for a while instead of jittering in place.
-    Each track's actions depend only on its seed."""
+    """Random driving with temporally correlated actions (RANDOM_CORRELATION), so the car holds a
+    turn or a throttle for a while instead of jittering in place. Each track's actions depend
+    only on its seed."""
 
-    def __init__(self, correlation=0.95):
+    def __init__(self, correlation=RANDOM_CORRELATION):
         self.correlation = correlation
 
     def reset(self, seeds):
         self.rngs = [np.random.default_rng(seed) for seed in seeds]
-        self.state = np.stack([rng.standard_normal(3) for rng in self.rngs])  # (N, 3)
+        self.state = np.stack([rng.standard_normal(ACTION_DIM) for rng in self.rngs])  # (N, 3)
 
     def act(self, obs):
         rho = self.correlation
-        noise = np.stack([rng.standard_normal(3) for rng in self.rngs])
+        noise = np.stack([rng.standard_normal(ACTION_DIM) for rng in self.rngs])
         self.state = rho * self.state + np.sqrt(1 - rho**2) * noise
         steer, gas, brake = self.state.T
-        return np.clip(np.stack([steer, 0.5 + 0.5 * gas, brake - 1.0], axis=1),
-                       ACTION_LOW, ACTION_HIGH).astype(np.float32)
+        actions = np.stack([steer, RANDOM_GAS_CENTER + 0.5 * gas, brake + RANDOM_BRAKE_CENTER], axis=1)
+        return np.clip(actions, ACTION_LOW, ACTION_HIGH).astype(np.float32)
 
 
 class PPOPolicy:
@@ -41,7 +51,13 @@ class PPOPolicy:
     def __init__(self, path, action_noise=0.0):
         from stable_baselines3 import PPO
 
-        self.model = PPO.load(path, device="cpu")
+        if not path.exists():
+            raise UserError(f"{path}: PPO model not found (run its stage: dvc repro, or fetch it: dvc pull)")
+        try:
+            self.model = PPO.load(path, device="cpu")
+        except Exception as err:  # SB3 raises many types for a damaged zip
+            raise UserError(f"{path}: corrupt or unreadable PPO model ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); rerun its stage") from None
         self.action_noise = action_noise
 
     def reset(self, seeds):
@@ -52,7 +68,8 @@ class PPOPolicy:
         rows = np.arange(len(obs)) if rows is None else rows
         actions, _ = self.model.predict(obs[rows], deterministic=True)
         if self.action_noise > 0:
-            actions = actions + self.action_noise * np.stack([self.rngs[i].standard_normal(3) for i in rows])
+            noise = np.stack([self.rngs[i].standard_normal(ACTION_DIM) for i in rows])
+            actions = actions + self.action_noise * noise
         return np.clip(actions, ACTION_LOW, ACTION_HIGH).astype(np.float32)
 
 
@@ -75,6 +92,24 @@ class MixPolicy:
         if len(rows):
             actions[rows] = self.ppo.act(obs, rows)
         return actions
+
+
+class ReplayPolicy:
+    """Fixed actions, whatever it sees: actions (T, N, 3), step t's for the N tracks of a batch."""
+
+    def __init__(self, actions):
+        self.actions = np.asarray(actions, np.float32)
+
+    def reset(self, seeds):
+        if len(seeds) != self.actions.shape[1]:
+            raise ValueError(f"actions for {self.actions.shape[1]} tracks, got {len(seeds)} seeds")
+        self.step = 0
+
+    def act(self, obs):
+        if self.step == len(self.actions):
+            raise ValueError(f"only {len(self.actions)} steps of actions to replay")
+        self.step += 1
+        return self.actions[self.step - 1]
 
 
 class WorldModelAgent:
@@ -112,16 +147,28 @@ class WorldModelAgent:
 
 
 def load_world_model(z_dim):
-    """The trained VAE, MDN-RNN and controller (on z and h) as a ready WorldModelAgent, checked
-    against each other and against the `vae.z_dim` param. `agent.vae`, `agent.mdnrnn`,
-    `agent.controller` are its parts."""
-    from wm import paths
-    from wm.controller import load_controller
-    from wm.io import load_model
-    from wm.mdnrnn import MDNRNN
-    from wm.vae import ConvVAE
-
+    """The trained VAE and MDN-RNN, (vae, mdnrnn), checked against each other and against the
+    `vae.z_dim` param."""
     vae = load_model(paths.VAE, ConvVAE, z_dim=z_dim)
     mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
-    controller = load_controller(paths.CONTROLLER, vae.z_dim, (mdnrnn.hidden,))
-    return WorldModelAgent(vae, mdnrnn, controller)
+    return vae, mdnrnn
+
+
+def load_agent(vae, mdnrnn, inputs="zh"):
+    """The world-model agent with the trained controller on `inputs`: "zh" (z and h, the paper's
+    agent) or "z" (z only), checked against the VAE and MDN-RNN it drives with."""
+    h_dim = {"zh": mdnrnn.hidden, "z": 0}[inputs]
+    return WorldModelAgent(vae, mdnrnn, load_controller(paths.CONTROLLERS[inputs], vae.z_dim, (h_dim,)))
+
+
+def build_policy(kind, ppo_path=paths.PPO_MODEL, action_noise=0.0, ppo_fraction=0.5):
+    """A policy that needs no world model: "random", "ppo" (the model at `ppo_path`, with
+    Gaussian `action_noise`) or "mix" (per track, that PPO with probability `ppo_fraction`, else
+    random)."""
+    if kind == "random":
+        return RandomPolicy()
+    if kind == "ppo":
+        return PPOPolicy(ppo_path, action_noise)
+    if kind == "mix":
+        return MixPolicy(PPOPolicy(ppo_path, action_noise), RandomPolicy(), ppo_fraction)
+    raise ValueError(f"unknown policy kind {kind!r}")

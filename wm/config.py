@@ -11,7 +11,7 @@ from typing import get_type_hints
 
 import yaml
 
-from wm.env import SEED_BLOCK_SIZE
+from wm.env import BACKENDS, SEED_BLOCK_SIZE
 from wm.errors import UserError
 
 
@@ -22,7 +22,7 @@ def _p(lo=None, hi=None, choices=None):
 
 @dataclass(frozen=True)
 class EnvConfig:
-    backend: str = _p(choices=("gymnasium", "envpool"))
+    backend: str = _p(choices=BACKENDS)
     max_steps: int = _p(1, 100_000)
     batch_size: int = _p(1, 65_536)
 

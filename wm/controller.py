@@ -14,7 +14,7 @@ The flat vector holds each layer's W (row-major) then its b, layer by layer.
 import numpy as np
 import torch
 
-ACTION_DIM = 3
+from wm.env import ACTION_DIM
 
 
 def layer_shapes(z_dim, h_dim, hidden=0):

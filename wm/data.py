@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from wm.episodes import load_episode, load_latents
+from wm.env import ACTION_DIM
+from wm.episodes import FRAME_SHAPE, load_episode, load_latents
 
 
 def split_files(files, val_fraction):
@@ -23,7 +24,7 @@ def split_files(files, val_fraction):
 def load_frames(files):
     """All frames of the episode files, stacked: (N, 64, 64, 3) uint8."""
     if not files:
-        return np.zeros((0, 64, 64, 3), dtype=np.uint8)
+        return np.zeros((0, *FRAME_SHAPE), dtype=np.uint8)
     return np.concatenate([load_episode(path).obs for path in files])
 
 
@@ -91,7 +92,7 @@ def make_sequences(latents, seq_len, rng, sample=True):
                             episode.done[start:end]))
     n = len(windows)
     batch = {"z": np.zeros((n, seq_len + 1, z_dim), np.float32),
-             "action": np.zeros((n, seq_len, 3), np.float32),
+             "action": np.zeros((n, seq_len, ACTION_DIM), np.float32),
              "reward": np.zeros((n, seq_len), np.float32),
              "done": np.zeros((n, seq_len), np.float32),
              "mask": np.zeros((n, seq_len), bool)}

@@ -1,38 +1,19 @@
-"""Dreaming: the controller drives inside the MDN-RNN's hallucination, decoded by the VAE."""
+"""Dreaming: controllers drive inside the MDN-RNN's hallucination, one loop for CMA-ES's batched
+scoring and for the dream video (decoded by the VAE)."""
+import numpy as np
 import torch
 
+from wm import paths
 from wm.controller import apply
+from wm.env import ZOOM_STEPS
+from wm.episodes import list_files, load_latents
+from wm.errors import UserError
 from wm.mdnrnn import sample_z
 from wm.vae import to_frames, to_input
 
-
-def _inputs(controller, z, h):
-    return torch.cat([z, h], 1) if controller.h_dim else z
-
-
-@torch.inference_mode()
-def dream_rollout(vae, mdnrnn, controller, start_frame, steps, tau, seed):
-    """Encode `start_frame` (64, 64, 3) uint8, then for `steps` steps: act on [z, h] (z alone for
-    a z-only controller), step the MDN-RNN, sample the next z at temperature `tau` and decode it.
-
-    Returns (frames, rewards, dones): (steps+1) decoded (64, 64, 3) uint8 frames (the first is
-    the reconstruction of the start frame) and the predicted reward and done probability per step.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    z, _ = vae.encode(to_input(start_frame[None], "cpu"))  # (1, Z)
-    state = mdnrnn.initial_state(1)
-    h = state[0][0]  # (1, H)
-    frames, rewards, dones = [to_frames(vae.decode(z))[0]], [], []
-    layers = controller.batch()
-    for _ in range(steps):
-        action = apply(layers, _inputs(controller, z, h))  # (1, 3)
-        log_pi, mu, log_sigma, reward, done_logit, state = mdnrnn(z[:, None], action[:, None], state)
-        z = sample_z(log_pi[:, 0], mu[:, 0], log_sigma[:, 0], tau, generator)  # (1, Z)
-        h = state[0][0]
-        frames.append(to_frames(vae.decode(z))[0])
-        rewards.append(float(reward))
-        dones.append(float(torch.sigmoid(done_logit)))
-    return frames, rewards, dones
+# dream mode's start latents: every 25th step (0.5 s) of each episode after the zoom-in; a 1,000-step
+# episode gives 38 starts, spread along the track
+START_EVERY = 25
 
 
 def lstm_cell(mdnrnn):
@@ -45,13 +26,15 @@ def lstm_cell(mdnrnn):
 
 
 @torch.inference_mode()
-def dream_returns(mdnrnn, controller, params, z0, steps, tau, generator=None):
-    """Many controllers driving in the dream at once, for scoring them without the real env.
+def dream_returns(mdnrnn, controller, params, z0, steps, tau, generator=None, on_step=None):
+    """B controllers driving in the dream at once.
 
-    controller: the shape (a wm.controller.Controller); params (B, n_params): one controller per
-    rollout; z0 (B, Z): start latents. Each step: act on [z, h], step the LSTM, add the
-    predicted reward, sample the next z at temperature `tau`. A rollout stops counting once its
-    predicted done probability passes 0.5. Returns (B,) predicted returns.
+    controller: the shape (a wm.controller.Controller); params (B, n_params), one controller per
+    rollout, or None for the controller's own; z0 (B, Z): start latents. Each step: act on
+    [z, h] (z alone for a z-only controller), step the LSTM, add the predicted reward, sample the
+    next z at temperature `tau`; `on_step(z, prediction)` sees each new z (B, Z) and the
+    wm.mdnrnn.Prediction (T = 1) it was drawn from. A rollout stops counting once its predicted
+    done probability passes 0.5. Returns (B,) predicted returns.
     """
     layers = controller.batch(params)
     cell = lstm_cell(mdnrnn)
@@ -60,10 +43,43 @@ def dream_returns(mdnrnn, controller, params, z0, steps, tau, generator=None):
     z, total = z0, torch.zeros(batch)
     alive = torch.ones(batch)
     for _ in range(steps):
-        action = apply(layers, _inputs(controller, z, h))
+        action = apply(layers, torch.cat([z, h], 1) if controller.h_dim else z)  # (B, 3)
         h, c = cell(torch.cat([z, action], 1), (h, c))
-        log_pi, mu, log_sigma, reward, done_logit = mdnrnn.split_head(mdnrnn.head(h)[:, None])
-        total += reward[:, 0] * alive
-        alive = alive * (done_logit[:, 0] < 0).float()  # sigmoid(logit) < 0.5
-        z = sample_z(log_pi[:, 0], mu[:, 0], log_sigma[:, 0], tau, generator)
+        prediction = mdnrnn.predict(h[:, None])
+        total += prediction.reward[:, 0] * alive
+        alive = alive * (prediction.done_logit[:, 0] < 0).float()  # sigmoid(logit) < 0.5
+        z = sample_z(prediction.log_pi[:, 0], prediction.mu[:, 0], prediction.log_sigma[:, 0], tau, generator)
+        if on_step is not None:
+            on_step(z, prediction)
     return total
+
+
+@torch.inference_mode()
+def dream_rollout(vae, mdnrnn, controller, start_frame, steps, tau, seed):
+    """The controller's own dream from `start_frame` (64, 64, 3) uint8 (encoded to its mean z),
+    every step decoded by the VAE.
+
+    Returns (frames, rewards, dones): (steps+1) decoded (64, 64, 3) uint8 frames (the first is
+    the reconstruction of the start frame) and the predicted reward and done probability per step.
+    """
+    z0, _ = vae.encode(to_input(start_frame[None], "cpu"))  # (1, Z)
+    frames, rewards, dones = [to_frames(vae.decode(z0))[0]], [], []
+
+    def record(z, prediction):
+        frames.append(to_frames(vae.decode(z))[0])
+        rewards.append(float(prediction.reward))
+        dones.append(float(torch.sigmoid(prediction.done_logit)))
+
+    dream_returns(mdnrnn, controller, None, z0, steps, tau, torch.Generator().manual_seed(seed), record)
+    return frames, rewards, dones
+
+
+def dream_starts(z_dim):
+    """(M, Z) real latents (means) to start dreams from: every START_EVERY-th step of every
+    latent episode after the zoom-in."""
+    starts = [load_latents(path, z_dim).mu[ZOOM_STEPS::START_EVERY]
+              for path in list_files(paths.LATENTS, "latent")]
+    starts = np.concatenate(starts)
+    if not len(starts):
+        raise UserError(f"{paths.LATENTS}: no episode is longer than the {ZOOM_STEPS}-step zoom-in")
+    return torch.from_numpy(starts)

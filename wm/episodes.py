@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from wm.env import ACTION_DIM, FRAME_SIZE
 from wm.errors import UserError
 from wm.io import atomic_path
+
+FRAME_SHAPE = (FRAME_SIZE, FRAME_SIZE, 3)  # a model frame, uint8 RGB
 
 
 @dataclass
@@ -95,8 +98,8 @@ def save_episode(path, episode):
 
 def load_episode(path):
     data = _read_npz(path, ("obs", "action", "reward", "terminated", "truncated", "seed"))
-    _check_shape(path, "obs", data["obs"], (None, 64, 64, 3), np.uint8)
-    _check_shape(path, "action", data["action"], (None, 3), np.float32)
+    _check_shape(path, "obs", data["obs"], (None, *FRAME_SHAPE), np.uint8)
+    _check_shape(path, "action", data["action"], (None, ACTION_DIM), np.float32)
     _check_shape(path, "reward", data["reward"], (None,), np.float32)
     steps = len(data["action"])
     if len(data["obs"]) != steps + 1 or len(data["reward"]) != steps:
@@ -118,7 +121,7 @@ def load_latents(path, z_dim=None):
     width = data["mu"].shape[-1] if data["mu"].ndim == 2 else None
     _check_shape(path, "mu", data["mu"], (None, z_dim or width), np.float32)
     _check_shape(path, "logvar", data["logvar"], data["mu"].shape, np.float32)
-    _check_shape(path, "action", data["action"], (len(data["mu"]) - 1, 3), np.float32)
+    _check_shape(path, "action", data["action"], (len(data["mu"]) - 1, ACTION_DIM), np.float32)
     _check_shape(path, "reward", data["reward"], (len(data["mu"]) - 1,), np.float32)
     _check_shape(path, "done", data["done"], (len(data["mu"]) - 1,), np.bool_)
     return Latents(**data)

@@ -50,11 +50,31 @@ class DreamScore:
         return returns.numpy().reshape(len(candidates), self.rollouts).mean(1)
 
 
+class Population:
+    """A world-model agent driving one controller per episode: `params` (E, n_params) for the E
+    episodes of a drive(), in its order. drive() resets the policy once per batch, in seed order,
+    so each reset hands the batch the next controllers."""
+
+    def __init__(self, agent, params):
+        self.agent, self.params, self.next = agent, params, 0
+
+    def reset(self, seeds):
+        batch = self.params[self.next:self.next + len(seeds)]
+        if len(batch) != len(seeds):
+            raise ValueError(f"{len(self.params)} controllers for more episodes than that")
+        self.next += len(seeds)
+        self.agent.set_controllers(batch)
+        self.agent.reset(seeds)
+
+    def act(self, obs):
+        return self.agent.act(obs)
+
+
 def mean_returns(venv, agent, batch_size, candidates, seeds, desc=None):
     """(len(candidates),) mean real return of each candidate over the tracks `seeds`."""
     rollout_seeds = [s for _ in candidates for s in seeds]
     rollout_params = np.stack([c for c in candidates for _ in seeds])
-    results = drive(venv, agent, rollout_seeds, batch_size, params=rollout_params, desc=desc)
+    results = drive(venv, Population(agent, rollout_params), rollout_seeds, batch_size, desc=desc)
     return np.array([r.total_reward for r in results]).reshape(len(candidates), len(seeds)).mean(1)
 
 

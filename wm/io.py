@@ -1,13 +1,15 @@
 """Atomic file writes, JSON metrics and torch checkpoints.
 
-Every writer goes through `atomic_path`: the data lands under a temporary name in the same
-directory and is renamed into place only once complete, so an interrupted stage never leaves
-a half-written file for DVC to cache.
+Every writer in `wm` goes through `atomic_path` (a file) or `atomic_dir` (a directory of
+them): the data lands under a temporary name in the same directory and is renamed into place
+only once complete, so an interrupted stage never leaves a half-written file for DVC to cache.
+The one exception: Stable-Baselines3 writes the PPO stages' zips itself (wm/ppo.py).
 """
 import contextlib
 import json
 import os
 import time
+import zipfile
 from pathlib import Path
 
 from wm.errors import UserError
@@ -50,10 +52,22 @@ def load_checkpoint(path):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        raise UserError(f"{path}: corrupt or unreadable checkpoint ({type(err).__name__})") from None
+        raise UserError(f"{path}: {_what_is_wrong(path)} ({type(err).__name__}); "
+                        f"rerun the stage that makes it") from None
     if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
         raise UserError(f"{path}: not a World Models checkpoint (no config/state_dict)")
     return checkpoint
+
+
+def _what_is_wrong(path):
+    """Why a checkpoint file does not load, from its bytes: torch.save writes a zip archive."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        return "not a checkpoint (not the zip archive torch.save writes)"
+    if not zipfile.is_zipfile(path):
+        return "truncated or damaged checkpoint (its zip archive is incomplete)"
+    return "refused checkpoint (it holds objects other than tensors and plain data, which could run code)"
 
 
 def resolve_device(name):

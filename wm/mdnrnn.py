@@ -2,16 +2,36 @@
 K Gaussians per latent dimension, with reward and done heads; its loss and its sampler.
 """
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from wm.env import ACTION_DIM
+
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+class Prediction(NamedTuple):
+    """What the MDN-RNN predicts at each step, from its hidden state."""
+    log_pi: torch.Tensor  # (B, T, Z, K) mixture log-weights
+    mu: torch.Tensor  # (B, T, Z, K)
+    log_sigma: torch.Tensor  # (B, T, Z, K)
+    reward: torch.Tensor  # (B, T)
+    done_logit: torch.Tensor  # (B, T)
+
+
+class Losses(NamedTuple):
+    """Masked mean losses over valid steps; total = nll + reward_mse + done_bce."""
+    total: torch.Tensor
+    nll: torch.Tensor  # per latent dimension and step, comparable across z_dim
+    reward_mse: torch.Tensor
+    done_bce: torch.Tensor
+
+
 class MDNRNN(nn.Module):
-    def __init__(self, z_dim=32, action_dim=3, hidden=256, mixtures=5):
+    def __init__(self, z_dim=32, action_dim=ACTION_DIM, hidden=256, mixtures=5):
         super().__init__()
         self.z_dim, self.action_dim, self.hidden, self.mixtures = z_dim, action_dim, hidden, mixtures
         self.lstm = nn.LSTM(z_dim + action_dim, hidden, batch_first=True)
@@ -28,17 +48,17 @@ class MDNRNN(nn.Module):
         return zeros, zeros.clone()
 
     def forward(self, z, action, state=None):
-        """z: (B, T, Z), action: (B, T, A) -> (log_pi, mu, log_sigma) each (B, T, Z, K),
-        reward (B, T), done_logit (B, T), and the new LSTM state ((1, B, H), (1, B, H))."""
+        """z: (B, T, Z), action: (B, T, A) -> (Prediction, the new LSTM state ((1, B, H), (1, B, H)))."""
         out, state = self.lstm(torch.cat([z, action], dim=-1), state)
-        return (*self.split_head(self.head(out)), state)
+        return self.predict(out), state
 
-    def split_head(self, y):
-        """Head output (B, T, 3KZ+2) -> log_pi, mu, log_sigma (B, T, Z, K), reward, done_logit (B, T)."""
+    def predict(self, h):
+        """LSTM outputs h (B, T, H) -> Prediction."""
+        y = self.head(h)  # (B, T, 3KZ+2)
         batch, steps = y.shape[:2]
         mixture = y[..., :-2].view(batch, steps, 3, self.z_dim, self.mixtures)
         log_pi = F.log_softmax(mixture[:, :, 0], dim=-1)
-        return log_pi, mixture[:, :, 1], mixture[:, :, 2], y[..., -2], y[..., -1]
+        return Prediction(log_pi, mixture[:, :, 1], mixture[:, :, 2], y[..., -2], y[..., -1])
 
 
 def mdn_nll(log_pi, mu, log_sigma, target):
@@ -48,20 +68,17 @@ def mdn_nll(log_pi, mu, log_sigma, target):
     return -torch.logsumexp(log_pi + log_prob, dim=-1)
 
 
-def mdnrnn_loss(outputs, z_next, reward, done, mask):
-    """Masked losses over valid steps. z_next (B, T, Z); reward, done, mask (B, T).
-
-    Returns (total, nll, reward_mse, done_bce): nll is per latent dimension and step, so it is
-    comparable across z_dim; total = nll + reward_mse + done_bce.
-    """
-    log_pi, mu, log_sigma, reward_pred, done_logit, _ = outputs
+def mdnrnn_loss(prediction, z_next, reward, done, mask):
+    """Losses of a Prediction against z_next (B, T, Z), reward, done (B, T), over the steps
+    where mask (B, T) is True. Returns Losses."""
     mask = mask.float()
     steps = mask.sum().clamp(min=1)
-    nll = (mdn_nll(log_pi, mu, log_sigma, z_next).mean(dim=-1) * mask).sum() / steps
-    reward_mse = (F.mse_loss(reward_pred, reward, reduction="none") * mask).sum() / steps
-    done_bce = (F.binary_cross_entropy_with_logits(done_logit, done.float(), reduction="none")
-                * mask).sum() / steps
-    return nll + reward_mse + done_bce, nll, reward_mse, done_bce
+    nll = (mdn_nll(prediction.log_pi, prediction.mu, prediction.log_sigma, z_next).mean(dim=-1)
+           * mask).sum() / steps
+    reward_mse = (F.mse_loss(prediction.reward, reward, reduction="none") * mask).sum() / steps
+    done_bce = (F.binary_cross_entropy_with_logits(prediction.done_logit, done.float(),
+                                                   reduction="none") * mask).sum() / steps
+    return Losses(nll + reward_mse + done_bce, nll, reward_mse, done_bce)
 
 
 def sample_z(log_pi, mu, log_sigma, tau=1.0, generator=None):

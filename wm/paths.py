@@ -1,6 +1,7 @@
 """Where the stages read and write: the paths of dvc.yaml, named once."""
 from pathlib import Path
 
+# data and models (DVC outs, cached)
 ROLLOUTS = Path("data/rollouts")
 LATENTS = Path("data/latents")
 PPO_DIR = Path("models/ppo")
@@ -11,3 +12,18 @@ VAE = Path("models/vae.pt")
 MDNRNN = Path("models/mdnrnn.pt")
 CONTROLLER = Path("models/controller.pt")
 CONTROLLER_Z = Path("models/controller_z.pt")
+CONTROLLERS = {"zh": CONTROLLER, "z": CONTROLLER_Z}  # by the controller's inputs
+EVAL_VIDEO = Path("metrics/eval_drive.mp4")
+DREAM_VIDEO = Path("metrics/dream.mp4")
+
+# metrics (in git): dvclive directories and JSON files
+PPO_METRICS = Path("metrics/ppo")
+PPO_BASELINE_METRICS = Path("metrics/ppo_baseline")
+COLLECT_METRICS = Path("metrics/collect.json")
+VAE_METRICS = Path("metrics/vae")
+VAE_RECONSTRUCTION = Path("metrics/vae_reconstruction.png")
+ENCODE_METRICS = Path("metrics/encode.json")
+MDNRNN_METRICS = Path("metrics/mdnrnn")
+CONTROLLER_METRICS = {"zh": Path("metrics/controller"), "z": Path("metrics/controller_z")}
+EVAL_METRICS = Path("metrics/eval.json")
+DREAM_METRICS = Path("metrics/dream.json")

@@ -4,6 +4,7 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecTransposeImage
 
 from wm.env import ENV_ID, track_seeds
@@ -49,6 +50,8 @@ def train_ppo(cfg, max_steps, seed, device, out_dir, live):
                 batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, gamma=cfg.gamma,
                 gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef,
                 seed=seed, device=device, verbose=0)
+    # our own silent logger: SB3's default makes an empty /tmp/SB3-<time> directory every run
+    model.set_logger(Logger(folder=None, output_formats=[]))
     try:
         model.learn(total_timesteps=cfg.timesteps, callback=[eval_callback, LiveCallback(live, eval_callback)],
                     progress_bar=True)

@@ -8,8 +8,10 @@ from wm.data import frame_batches, sequence_batches
 from wm.mdnrnn import mdnrnn_loss
 from wm.vae import to_input, vae_loss
 
+LOSS_NAMES = ("loss", "nll", "reward_mse", "done_bce")  # wm.mdnrnn.Losses' fields as logged (total: loss)
 
-def train_vae(vae, train_files, val_files, n_train_frames, epochs, batch_size, buffer_episodes,
+
+def train_vae(vae, train_files, val_files, *, n_train_frames, epochs, batch_size, buffer_episodes,
               learning_rate, kl_tolerance, device, live, seed):
     """Train `vae` on the frames of the episode files `train_files` (n_train_frames in all),
     streamed `buffer_episodes` at a time; log train/val reconstruction and KL per epoch to
@@ -19,19 +21,19 @@ def train_vae(vae, train_files, val_files, n_train_frames, epochs, batch_size, b
     vae.to(device)
     for epoch in range(epochs):
         vae.train()
-        sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}  # the Losses fields, by position
         with tqdm(total=n_train_frames, desc=f"vae epoch {epoch + 1}/{epochs}", unit="img") as bar:
             for frames in frame_batches(train_files, batch_size, buffer_episodes, rng):
                 x = to_input(frames, device)  # (B, 3, 64, 64) in [0, 1]
                 recon, mu, logvar = vae(x)
-                loss, reconstruction, kl = vae_loss(recon, x, mu, logvar, kl_tolerance)
+                losses = vae_loss(recon, x, mu, logvar, kl_tolerance)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                losses.total.backward()
                 optimizer.step()
-                for key, value in zip(sums, (loss, reconstruction, kl)):
+                for key, value in zip(sums, losses):
                     sums[key] += value.item() * len(x)
                 bar.update(len(x))
-                bar.set_postfix(recon=f"{reconstruction.item():.1f}", kl=f"{kl.item():.1f}")
+                bar.set_postfix(recon=f"{losses.reconstruction.item():.1f}", kl=f"{losses.kl.item():.1f}")
         metrics = {f"train/{key}": value / n_train_frames for key, value in sums.items()}
         metrics.update(evaluate_vae(vae, frame_batches(val_files, batch_size, buffer_episodes), device))
         for key, value in metrics.items():
@@ -49,9 +51,9 @@ def evaluate_vae(vae, batches, device):
     for frames in batches:
         x = to_input(frames, device)
         mu, logvar = vae.encode(x)
-        _, batch_reconstruction, batch_kl = vae_loss(vae.decode(mu), x, mu, logvar)
-        reconstruction += batch_reconstruction.item() * len(x)
-        kl += batch_kl.item() * len(x)
+        losses = vae_loss(vae.decode(mu), x, mu, logvar)
+        reconstruction += losses.reconstruction.item() * len(x)
+        kl += losses.kl.item() * len(x)
         count += len(x)
     return {"val/reconstruction": reconstruction / count, "val/kl": kl / count} if count else {}
 
@@ -72,7 +74,7 @@ def _on(batch, device):
     return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
 
 
-def train_mdnrnn(mdnrnn, train_files, val_files, epochs, seq_len, batch_size, buffer_episodes,
+def train_mdnrnn(mdnrnn, train_files, val_files, *, epochs, seq_len, batch_size, buffer_episodes,
                  learning_rate, grad_clip, device, live, seed):
     """Train `mdnrnn` on sequences cut from the latent files, streamed `buffer_episodes` at a
     time, z re-sampled from (mu, logvar) every epoch; log train and validation losses per
@@ -84,24 +86,24 @@ def train_mdnrnn(mdnrnn, train_files, val_files, epochs, seq_len, batch_size, bu
     mdnrnn.to(device)
     for epoch in range(epochs):
         mdnrnn.train()
-        sums = dict.fromkeys(("loss", "nll", "reward_mse", "done_bce"), 0.0)
+        sums = dict.fromkeys(LOSS_NAMES, 0.0)
         count = 0
         batches = tqdm(sequence_batches(train_files, z_dim, seq_len, batch_size, buffer_episodes, rng),
                        desc=f"mdnrnn epoch {epoch + 1}/{epochs}", unit="batch")
         for batch in batches:
             batch = _on(batch, device)
             z = batch["z"]  # (B, L+1, Z)
-            outputs = mdnrnn(z[:, :-1], batch["action"])
-            losses = mdnrnn_loss(outputs, z[:, 1:], batch["reward"], batch["done"], batch["mask"])
+            prediction, _ = mdnrnn(z[:, :-1], batch["action"])
+            losses = mdnrnn_loss(prediction, z[:, 1:], batch["reward"], batch["done"], batch["mask"])
             optimizer.zero_grad(set_to_none=True)
-            losses[0].backward()
+            losses.total.backward()
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(mdnrnn.parameters(), grad_clip)
             optimizer.step()
             for key, value in zip(sums, losses):
                 sums[key] += value.item() * len(z)
             count += len(z)
-            batches.set_postfix(nll=f"{losses[1].item():.3f}")
+            batches.set_postfix(nll=f"{losses.nll.item():.3f}")
         metrics = {f"train/{key}": value / count for key, value in sums.items()}
         # validation sequences are drawn with the same seed every epoch, so val/nll is comparable
         val = sequence_batches(val_files, z_dim, seq_len, batch_size, buffer_episodes,
@@ -117,12 +119,12 @@ def train_mdnrnn(mdnrnn, train_files, val_files, epochs, seq_len, batch_size, bu
 def evaluate_mdnrnn(mdnrnn, batches, device):
     """Mean losses over batches of sequences (dicts of arrays from sequence_batches)."""
     mdnrnn.eval()
-    sums = dict.fromkeys(("loss", "nll", "reward_mse", "done_bce"), 0.0)
+    sums = dict.fromkeys(LOSS_NAMES, 0.0)
     count = 0
     for batch in batches:
         batch = _on(batch, device)
-        outputs = mdnrnn(batch["z"][:, :-1], batch["action"])
-        losses = mdnrnn_loss(outputs, batch["z"][:, 1:], batch["reward"], batch["done"], batch["mask"])
+        prediction, _ = mdnrnn(batch["z"][:, :-1], batch["action"])
+        losses = mdnrnn_loss(prediction, batch["z"][:, 1:], batch["reward"], batch["done"], batch["mask"])
         for key, value in zip(sums, losses):
             sums[key] += value.item() * len(batch["z"])
         count += len(batch["z"])

@@ -3,10 +3,20 @@
 Encoder: conv 32/64/128/256 (kernel 4, stride 2, ReLU) -> 1024 -> mu, logvar (Z).
 Decoder: linear Z -> 1024 (as 1024x1x1) -> deconv 128k5, 64k5, 32k6, 3k6 (stride 2) -> sigmoid.
 """
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+FEATURES = 256 * 2 * 2  # the encoder's output: 256 channels of 2 x 2 (a 64-pixel side: 31, 14, 6, 2)
+
+
+class Losses(NamedTuple):
+    total: torch.Tensor
+    reconstruction: torch.Tensor  # squared error summed over pixels, mean over the batch
+    kl: torch.Tensor  # mean over the batch, before the kl_tolerance floor
 
 
 class ConvVAE(nn.Module):
@@ -20,11 +30,11 @@ class ConvVAE(nn.Module):
             nn.Conv2d(128, 256, 4, stride=2), nn.ReLU(),
             nn.Flatten(),
         )
-        self.fc_mu = nn.Linear(1024, z_dim)
-        self.fc_logvar = nn.Linear(1024, z_dim)
-        self.fc_decode = nn.Linear(z_dim, 1024)
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(1024, 128, 5, stride=2), nn.ReLU(),
+        self.fc_mu = nn.Linear(FEATURES, z_dim)
+        self.fc_logvar = nn.Linear(FEATURES, z_dim)
+        self.fc_decode = nn.Linear(z_dim, FEATURES)
+        self.decoder = nn.Sequential(  # from FEATURES x 1 x 1
+            nn.ConvTranspose2d(FEATURES, 128, 5, stride=2), nn.ReLU(),
             nn.ConvTranspose2d(128, 64, 5, stride=2), nn.ReLU(),
             nn.ConvTranspose2d(64, 32, 6, stride=2), nn.ReLU(),
             nn.ConvTranspose2d(32, 3, 6, stride=2), nn.Sigmoid(),
@@ -41,7 +51,7 @@ class ConvVAE(nn.Module):
 
     def decode(self, z):
         """z: (B, Z) -> (B, 3, 64, 64) float in [0, 1]."""
-        return self.decoder(self.fc_decode(z).view(-1, 1024, 1, 1))
+        return self.decoder(self.fc_decode(z).view(-1, FEATURES, 1, 1))
 
     def forward(self, x):
         """x: (B, 3, 64, 64) in [0, 1] -> reconstruction (B, 3, 64, 64), mu, logvar (B, Z)."""
@@ -72,10 +82,10 @@ def vae_loss(recon, x, mu, logvar, kl_tolerance=0.0):
 
     With `kl_tolerance` > 0, the KL term is not pushed below kl_tolerance * Z (free bits),
     so the latent keeps information instead of collapsing onto the prior.
-    Returns (total, reconstruction, kl) scalars; kl is reported before the floor.
+    Returns Losses.
     """
     reconstruction = F.mse_loss(recon, x, reduction="none").sum(dim=(1, 2, 3)).mean()
     kl = kl_divergence(mu, logvar).mean()
     kl_floored = torch.clamp(kl, min=kl_tolerance * mu.shape[1])
-    return reconstruction + kl_floored, reconstruction, kl
+    return Losses(reconstruction + kl_floored, reconstruction, kl)
 

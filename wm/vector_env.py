@@ -12,20 +12,25 @@
   its own thread pool; a new pool per batch of seeds (it takes its seeds at construction,
   and making one takes milliseconds).
 
-An env whose episode has ended keeps being stepped (its results are to be ignored) until the
-whole batch is done; callers track which episodes are still running.
+- `SingleEnv`: one gymnasium env in this process, for drives that are watched or filmed
+  (`render_mode` "human" opens CarRacing's window, "rgb_array" makes `render()` return frames).
+
+Once an env's episode has ended, `step` keeps returning something for it until the whole batch
+is done: gymnasium's workers stop stepping it and return zeros, envpool resets it and drives a
+new episode. Either way its results are not the episode's: `wm.rollout.drive` stops counting
+an episode at its end.
 """
 import contextlib
 import multiprocessing
 
 import numpy as np
 
-from wm.env import make_env
-
-BACKENDS = ("gymnasium", "envpool")
+from wm.env import BACKENDS, ENV_FRAME_SHAPE, make_env
 
 
 def make_vector_env(backend, max_steps, threads):
+    """A vector env of `backend` (one of wm.env.BACKENDS), episodes truncated after `max_steps`
+    steps, stepped by `threads` worker processes (gymnasium) or threads (envpool)."""
     if backend == "envpool":
         return EnvpoolVectorEnv(max_steps, threads)
     if backend == "gymnasium":
@@ -67,10 +72,13 @@ class EnvpoolVectorEnv(_Closing):
 
 def _gymnasium_worker(connection, max_steps):
     """Answer ("reset", seeds) and ("step", actions) messages for this worker's share of the
-    tracks, making more envs as needed, until "close"."""
+    tracks, making more envs as needed, until "close" or until the parent is gone."""
     envs, done = [], np.zeros(0, dtype=bool)
     while True:
-        message = connection.recv()
+        try:
+            message = connection.recv()
+        except (EOFError, ConnectionError, KeyboardInterrupt):  # the parent died or was interrupted
+            break
         if message == "close":
             break
         if message[0] == "reset":
@@ -78,10 +86,10 @@ def _gymnasium_worker(connection, max_steps):
             envs += [make_env(max_steps) for _ in range(len(seeds) - len(envs))]
             done = np.zeros(len(seeds), dtype=bool)
             frames = [env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)]
-            connection.send(np.stack(frames) if frames else np.zeros((0, 96, 96, 3), np.uint8))
+            connection.send(np.stack(frames) if frames else np.zeros((0, *ENV_FRAME_SHAPE), np.uint8))
             continue
         actions = message[1]
-        obs = np.zeros((len(done), 96, 96, 3), dtype=np.uint8)
+        obs = np.zeros((len(done), *ENV_FRAME_SHAPE), dtype=np.uint8)
         reward = np.zeros(len(done), dtype=np.float32)
         terminated, truncated = np.zeros_like(done), np.zeros_like(done)
         for i in range(len(done)):
@@ -129,3 +137,27 @@ class GymnasiumVectorEnv(_Closing):
                 connection.send("close")
             process.join(timeout=10)
         self.connections, self.processes = [], []
+
+
+class SingleEnv(_Closing):
+    """One gymnasium CarRacing-v3 in this process behind the vector interface (a batch of one),
+    for drives that are watched (`render_mode="human"`) or filmed (`"rgb_array"`)."""
+
+    def __init__(self, max_steps, render_mode=None):
+        self.env = make_env(max_steps, render_mode=render_mode)
+
+    def reset(self, seeds):
+        if len(seeds) != 1:
+            raise ValueError(f"SingleEnv drives one track at a time, got {len(seeds)} seeds")
+        return self.env.reset(seed=int(seeds[0]))[0][None]
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, _ = self.env.step(actions[0])
+        return obs[None], np.array([reward]), np.array([terminated]), np.array([truncated])
+
+    def render(self):
+        """[frame]: the env's rendering ("rgb_array"), one per env."""
+        return [self.env.render()]
+
+    def close(self):
+        self.env.close()

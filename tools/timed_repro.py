@@ -1,7 +1,7 @@
 """Run the pipeline stage by stage (`dvc repro -s`), timing each, and write the wall times and
 peak memory.
 
-    python scripts/timed_repro.py --out reports/timings_default.json [--force] [--stages a,b]
+    python -m tools.timed_repro --out reports/timings_default.json [--force] [--stages a,b]
 
 Each stage's time is the whole `dvc repro -s <stage>` command: interpreter start-up, imports,
 the work and DVC's hashing and caching. Peak memory is the largest resident set of any process

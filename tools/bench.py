@@ -1,10 +1,10 @@
 """Throughput of every hot path against the limit it runs against, measured side by side:
 
-    python -m wm.bench [--repeats 3] [--out metrics/bench.json]
+    python -m tools.bench [--repeats 3] [--out metrics/bench.json]
 
 Each figure is the median of `--repeats` runs; each ratio divides a pipeline path by its limit
 measured in the same run (noisy shared machines make absolute times unreliable; ratios hold).
-Model sizes come from params.yaml. Takes about 10 minutes on 2 CPU cores. Not a test.
+Model sizes come from params.yaml. Takes about 6 minutes on 2 CPU cores. Not a test.
 """
 import argparse
 import json
@@ -19,12 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wm.agents import RandomPolicy, WorldModelAgent
+from wm.agents import RandomPolicy, ReplayPolicy, WorldModelAgent
 from wm.config import load_params
 from wm.controller import Controller
 from wm.data import sequence_batches
 from wm.dream import dream_returns
+from wm.env import ACTION_DIM, ACTION_LOW, BACKENDS
 from wm.episodes import Latents, load_episode, load_latents, save_latents
+from wm.errors import main
+from wm.evolve import Population
 from wm.io import open_live, write_json
 from wm.mdnrnn import MDNRNN, mdnrnn_loss
 from wm.rollout import collect, drive
@@ -48,20 +51,15 @@ def median_time(fn, repeats):
 
 
 def raw_env_rate(backend, threads, batch, repeats):
-    """Env steps/s with no policy: `batch` tracks stepped with fixed random actions until each
-    episode ends (steps of ended episodes are not counted, as in drive())."""
-    actions = np.random.default_rng(0).uniform([-1, 0, 0], [1, 1, 0.2], (STEPS, batch, 3)).astype(np.float32)
+    """Env steps/s with no policy to speak of: `batch` tracks driven by fixed random actions
+    (light braking) until each episode ends."""
+    high = [1.0, 1.0, 0.2]  # steer, gas, brake: braking at most 0.2, so the car moves
+    actions = np.random.default_rng(0).uniform(ACTION_LOW, high, (STEPS, batch, ACTION_DIM)).astype(np.float32)
     with make_vector_env(backend, STEPS, threads) as venv:
         steps = {}
 
         def run():
-            venv.reset(list(range(batch)))
-            running = np.ones(batch, dtype=bool)
-            steps["n"] = 0
-            for step in actions:
-                _, _, terminated, truncated = venv.step(step)
-                steps["n"] += int(running.sum())
-                running &= ~(terminated | truncated)
+            steps["n"] = sum(r.steps for r in drive(venv, ReplayPolicy(actions), list(range(batch)), batch))
         seconds = median_time(run, repeats)
     return steps["n"] / seconds
 
@@ -89,7 +87,7 @@ def controller_rate(backend, threads, batch, vae, mdnrnn, repeats):
         steps = {}
 
         def run():
-            rollouts = drive(venv, agent, list(range(batch)), batch, params=params)
+            rollouts = drive(venv, Population(agent, params), list(range(batch)), batch)
             steps["n"] = sum(r.steps for r in rollouts)
         seconds = median_time(run, repeats)
     return steps["n"] / seconds
@@ -100,7 +98,8 @@ def vae_rates(vae, files, n_frames, batch_size, repeats, work):
     same model's forward+backward+step on batches already in memory."""
     with open_live(work / "live_vae") as live:
         pipeline = n_frames / median_time(lambda: train_vae(
-            vae, files, [], n_frames, 1, batch_size, 64, 1e-4, 0.5, "cpu", live, 0), repeats)
+            vae, files, [], n_train_frames=n_frames, epochs=1, batch_size=batch_size, buffer_episodes=64,
+            learning_rate=1e-4, kl_tolerance=0.5, device="cpu", live=live, seed=0), repeats)
     frames = torch.from_numpy(np.concatenate([load_episode(path).obs for path in files]))
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-4)
 
@@ -108,7 +107,7 @@ def vae_rates(vae, files, n_frames, batch_size, repeats, work):
         for batch in frames.split(batch_size):
             x = to_input(batch, "cpu")
             recon, mu, logvar = vae(x)
-            loss = vae_loss(recon, x, mu, logvar, 0.5)[0]
+            loss = vae_loss(recon, x, mu, logvar, 0.5).total
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -138,14 +137,15 @@ def mdnrnn_rates(mdnrnn, files, seq_len, batch_size, repeats, work):
     n_sequences = sum(len(b["z"]) for b in batches)
     with open_live(work / "live_mdnrnn") as live:
         pipeline = n_sequences / median_time(lambda: train_mdnrnn(
-            mdnrnn, files, [], 1, seq_len, batch_size, 256, 1e-3, 1.0, "cpu", live, 0), repeats)
+            mdnrnn, files, [], epochs=1, seq_len=seq_len, batch_size=batch_size, buffer_episodes=256,
+            learning_rate=1e-3, grad_clip=1.0, device="cpu", live=live, seed=0), repeats)
     tensors = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches]
     optimizer = torch.optim.Adam(mdnrnn.parameters(), lr=1e-3)
 
     def pure():
         for b in tensors:
-            outputs = mdnrnn(b["z"][:, :-1], b["action"])
-            loss = mdnrnn_loss(outputs, b["z"][:, 1:], b["reward"], b["done"], b["mask"])[0]
+            prediction, _ = mdnrnn(b["z"][:, :-1], b["action"])
+            loss = mdnrnn_loss(prediction, b["z"][:, 1:], b["reward"], b["done"], b["mask"]).total
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -182,7 +182,8 @@ def noop_repro_seconds(repeats):
     return median_time(lambda: subprocess.run(["dvc", "repro"], capture_output=True, check=True), repeats)
 
 
-def main():
+@main
+def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("metrics/bench.json"))
@@ -195,7 +196,7 @@ def main():
     results = {"cores": CORES, "repeats": r, "episode_steps": STEPS, "env_batch": batch}
     work = Path(tempfile.mkdtemp(prefix="wm-bench-"))
     try:
-        for backend in ("gymnasium", "envpool"):
+        for backend in BACKENDS:
             for threads in sorted({1, CORES}):
                 results[f"env/{backend}/{threads}_cores_steps_per_s"] = raw_env_rate(backend, threads, batch, r)
                 print(f"env {backend} x{threads}: {results[f'env/{backend}/{threads}_cores_steps_per_s']:.0f} steps/s")
@@ -237,4 +238,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run()

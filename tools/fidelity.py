@@ -1,6 +1,6 @@
 """How closely envpool's CarRacing-v3 follows gymnasium's, the reference:
 
-    python -m wm.fidelity [--episodes 10] [--out metrics/fidelity.json]
+    python -m tools.fidelity [--episodes 10] [--out metrics/fidelity.json]
 
 For each track seed, an episode is driven in gymnasium by the correlated random policy and by
 PPO if models/ppo exists; the same action sequence is then replayed in envpool on the same
@@ -13,39 +13,36 @@ from pathlib import Path
 import numpy as np
 
 from wm import paths
-from wm.env import prepare_frame, track_seeds
+from wm.agents import ReplayPolicy, build_policy
+from wm.errors import main
+from wm.env import track_seeds
 from wm.io import write_json
-from wm.rollout import build_policy, drive
+from wm.rollout import drive
 from wm.vector_env import make_vector_env
 
 
-def replay(venv, seed, actions):
-    """Frames (T+1, 64, 64, 3) and rewards of `actions` (T, 3) replayed on track `seed`."""
-    frames, rewards = [prepare_frame(venv.reset([seed])[0])], []
-    for action in actions:
-        obs, reward, terminated, truncated = venv.step(action[None])
-        frames.append(prepare_frame(obs[0]))
-        rewards.append(float(reward[0]))
-        if terminated[0] or truncated[0]:
-            break
-    return np.stack(frames), np.array(rewards)
+def replay(seed, actions):
+    """Frames (T'+1, 64, 64, 3) and rewards (T',) of `actions` (T, 3) replayed on track `seed` in
+    envpool, until they run out or the episode ends (T' <= T)."""
+    with make_vector_env("envpool", len(actions), 1) as port:  # truncated once the actions run out
+        rollout, = drive(port, ReplayPolicy(np.asarray(actions)[:, None]), [seed], 1, record=True)
+    return np.stack(rollout.frames), np.array(rollout.rewards, dtype=np.float64)
 
 
-def compare(policy_spec, seeds, max_steps):
+def compare(policy, seeds, max_steps):
     with make_vector_env("gymnasium", max_steps, 1) as reference:
-        rollouts = drive(reference, build_policy(policy_spec), seeds, batch_size=len(seeds), record=True)
+        rollouts = drive(reference, policy, seeds, batch_size=len(seeds), record=True)
     episodes = []
-    with make_vector_env("envpool", max_steps, 1) as port:
-        for rollout in rollouts:
-            frames, rewards = replay(port, rollout.seed, rollout.actions)
-            reference_frames = np.stack(rollout.frames)
-            steps = min(len(frames), len(reference_frames))
-            mad = np.abs(frames[:steps].astype(np.int16) - reference_frames[:steps]).mean(axis=(1, 2, 3))
-            episodes.append({"seed": rollout.seed, "gymnasium_return": round(rollout.total_reward, 2),
-                             "envpool_return": round(float(rewards.sum()), 2),
-                             "gymnasium_steps": rollout.steps, "envpool_steps": len(rewards),
-                             "first_frame_mad": round(float(mad[0]), 3),
-                             "mean_frame_mad": round(float(mad.mean()), 3)})
+    for rollout in rollouts:
+        frames, rewards = replay(rollout.seed, rollout.actions)
+        reference_frames = np.stack(rollout.frames)
+        steps = min(len(frames), len(reference_frames))
+        mad = np.abs(frames[:steps].astype(np.int16) - reference_frames[:steps]).mean(axis=(1, 2, 3))
+        episodes.append({"seed": rollout.seed, "gymnasium_return": round(rollout.total_reward, 2),
+                         "envpool_return": round(float(rewards.sum()), 2),
+                         "gymnasium_steps": rollout.steps, "envpool_steps": len(rewards),
+                         "first_frame_mad": round(float(mad[0]), 3),
+                         "mean_frame_mad": round(float(mad.mean()), 3)})
     differences = [abs(e["gymnasium_return"] - e["envpool_return"]) for e in episodes]
     return {"mean_first_frame_mad": float(np.mean([e["first_frame_mad"] for e in episodes])),
             "mean_frame_mad": float(np.mean([e["mean_frame_mad"] for e in episodes])),
@@ -55,16 +52,17 @@ def compare(policy_spec, seeds, max_steps):
             "episodes": episodes}
 
 
-def main():
+@main
+def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--max-steps", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("metrics/fidelity.json"))
     args = parser.parse_args()
     seeds = track_seeds("test", args.episodes)
-    results = {"random": compare({"kind": "random"}, seeds, args.max_steps)}
+    results = {"random": compare(build_policy("random"), seeds, args.max_steps)}
     if paths.PPO_MODEL.exists():
-        results["ppo"] = compare({"kind": "ppo", "path": str(paths.PPO_MODEL)}, seeds, args.max_steps)
+        results["ppo"] = compare(build_policy("ppo"), seeds, args.max_steps)
     for name, r in results.items():
         print(f"{name}: frame MAD first {r['mean_first_frame_mad']:.2f}, episode {r['mean_frame_mad']:.2f}; "
               f"return gymnasium {r['mean_gymnasium_return']:.1f} vs envpool {r['mean_envpool_return']:.1f} "
@@ -73,4 +71,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run()

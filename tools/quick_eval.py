@@ -1,0 +1,35 @@
+"""Mean real return of a trained controller on the first N test tracks, on envpool by default
+(fast; the evaluate stage is the reference, on gymnasium). For quick lever experiments, run in a
+workspace with models/ and params.yaml:
+
+    python -m tools.quick_eval 64 [--z-only] [--backend gymnasium]
+"""
+import argparse
+
+import numpy as np
+
+from wm.agents import load_agent, load_world_model
+from wm.config import load_params
+from wm.env import BACKENDS, track_seeds
+from wm.errors import main
+from wm.rollout import drive
+from wm.vector_env import make_vector_env
+
+
+@main
+def run():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tracks", type=int)
+    parser.add_argument("--z-only", action="store_true", help="models/controller_z.pt")
+    parser.add_argument("--backend", choices=BACKENDS, default="envpool")
+    args = parser.parse_args()
+    params = load_params()
+    agent = load_agent(*load_world_model(params.vae.z_dim), inputs="z" if args.z_only else "zh")
+    with make_vector_env(args.backend, params.env.max_steps, 2) as venv:
+        returns = [r.total_reward for r in drive(venv, agent, track_seeds("test", args.tracks),
+                                                 params.env.batch_size)]
+    print(f"{args.tracks} test tracks ({args.backend}): mean {np.mean(returns):.1f} +- {np.std(returns):.1f}")
+
+
+if __name__ == "__main__":
+    run()
