@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 # the stages' `python -m stages.X` must find the venv's python, activated or not
 export PATH := $(abspath $(BIN)):$(PATH)
+# `make compare`: dvc exp show without timings, per-step curves, hashes and secondary losses
+EXP_DROP := Created|(data|models|stages|wm)/.*|.*(seconds|per_second|\.std|\.min|\.max|mean_steps|json:step|finalist|best_so_far|json:frames|json:episodes|json:timesteps)|video\..*|.*(train|eval|generation|select)\..*|val\.(kl|loss|reward_mse|done_bce)|dream_reward
 
-.PHONY: setup repro test clean-venv
+.PHONY: setup repro test lint compare clean-venv
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +22,15 @@ setup: $(BIN)/.installed
 repro: setup
 	$(BIN)/dvc repro
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q tests
+
+compare: setup
+	$(BIN)/dvc exp show --only-changed --drop '$(EXP_DROP)'
 
 clean-venv:
 	rm -rf $(VENV)

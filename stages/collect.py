@@ -3,6 +3,7 @@ through the vector env, one compressed .npz per episode.
 
 outs: data/rollouts/episode_XXXXX.npz; metrics/collect.json
 """
+
 import numpy as np
 
 from wm import paths
@@ -21,16 +22,27 @@ def run():
     cfg = params.collect
     policy = build_policy(cfg.policy, action_noise=cfg.action_noise, ppo_fraction=cfg.ppo_fraction)
     timer = Timer()
-    with atomic_dir(paths.ROLLOUTS) as out_dir, \
-            make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv:
-        rollouts = collect(venv, policy, track_seeds("collect", cfg.episodes), params.env.batch_size,
-                           out_dir, desc="collect")
+    with (
+        atomic_dir(paths.ROLLOUTS) as out_dir,
+        make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv,
+    ):
+        seeds = track_seeds("collect", cfg.episodes)
+        rollouts = collect(
+            venv, policy, seeds, batch_size=params.env.batch_size, out_dir=out_dir, desc="collect"
+        )
     steps = sum(r.steps for r in rollouts)
     returns = [r.total_reward for r in rollouts]
-    write_json(paths.COLLECT_METRICS, {
-        "episodes": len(rollouts), "frames": steps + len(rollouts),
-        "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-        "steps_per_second": round(steps / timer.seconds, 1), "seconds": timer.seconds})
+    write_json(
+        paths.COLLECT_METRICS,
+        {
+            "episodes": len(rollouts),
+            "frames": steps + len(rollouts),
+            "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)),
+            "steps_per_second": round(steps / timer.seconds, 1),
+            "seconds": timer.seconds,
+        },
+    )
 
 
 if __name__ == "__main__":

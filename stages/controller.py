@@ -10,6 +10,7 @@ real tracks, and the best of them is saved.
 
 outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per generation, selection)
 """
+
 import sys
 
 from wm import paths
@@ -36,25 +37,43 @@ def run():
     controller = Controller(vae.z_dim, mdnrnn.hidden if inputs == "zh" else 0, cfg.hidden)
     agent = WorldModelAgent(vae, mdnrnn, controller)
     timer = Timer()
-    with make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv, \
-            open_live(paths.CONTROLLER_METRICS[inputs]) as live:
+    with (
+        make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv,
+        open_live(paths.CONTROLLER_METRICS[inputs]) as live,
+    ):
         if cfg.mode == "real":
-            score = RealScore(venv, agent, params.env.batch_size, cfg.rollouts)
+            score = RealScore(venv, agent, batch_size=params.env.batch_size, rollouts=cfg.rollouts)
         else:
-            score = DreamScore(mdnrnn, controller, dream_starts(vae.z_dim), cfg.rollouts,
-                               cfg.dream_steps, cfg.dream_temperature, params.seed)
-        finalists = evolve(score, controller.size, cfg.population, cfg.generations, cfg.sigma0,
-                           params.seed, live, cfg.finalists)
+            score = DreamScore(
+                mdnrnn,
+                controller,
+                dream_starts(vae.z_dim),
+                rollouts=cfg.rollouts,
+                steps=cfg.dream_steps,
+                tau=cfg.dream_temperature,
+                seed=params.seed,
+            )
+        finalists = evolve(
+            score,
+            controller.size,
+            population=cfg.population,
+            generations=cfg.generations,
+            sigma0=cfg.sigma0,
+            seed=params.seed,
+            live=live,
+            finalists=cfg.finalists,
+        )
         # tracks after those the real mode trained on
         seeds = track_seeds("controller", cfg.select_tracks, start=cfg.generations * cfg.rollouts)
-        returns = mean_returns(venv, agent, params.env.batch_size, finalists, seeds, desc="select")
+        returns = mean_returns(venv, agent, finalists, seeds, batch_size=params.env.batch_size, desc="select")
         pick = int(returns.argmax())
         live.log_metric("select/return", float(returns[pick]), plot=False)
         live.log_metric("select/finalist", pick, plot=False)  # 0: CMA-ES's mean
         live.log_metric("select/mean_return", float(returns[0]), plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
-    save_controller(paths.CONTROLLERS[inputs],
-                    Controller(controller.z_dim, controller.h_dim, cfg.hidden, finalists[pick]))
+    save_controller(
+        paths.CONTROLLERS[inputs], Controller(controller.z_dim, controller.h_dim, cfg.hidden, finalists[pick])
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ MDN-RNN's dream; both are written side by side (real | dream) as an H.264 video.
 
 outs: metrics/dream.mp4; metrics/dream.json
 """
+
 import numpy as np
 
 from wm import paths
@@ -25,19 +26,34 @@ def run():
     timer = Timer()
     seed = track_seeds("dream", 1)[0]
     with SingleEnv(params.env.max_steps) as env:
-        real, = drive(env, agent, [seed], 1, record=True)
+        (real,) = drive(env, agent, [seed], 1, record=True)
     # start after the zoom-in animation of the first frames, where the car is already on the road
     start = min(cfg.start_step, len(real.frames) - 1)
-    dream, rewards, dones = dream_rollout(agent.vae, agent.mdnrnn, agent.controller, real.frames[start],
-                                          cfg.steps, cfg.temperature, params.seed)
-    real_frames = real.frames[start:start + len(dream)]
+    dream, rewards, dones = dream_rollout(
+        agent.vae,
+        agent.mdnrnn,
+        agent.controller,
+        real.frames[start],
+        steps=cfg.steps,
+        tau=cfg.temperature,
+        seed=params.seed,
+    )
+    real_frames = real.frames[start : start + len(dream)]
     real_frames += [real_frames[-1]] * (len(dream) - len(real_frames))
     write_mp4(paths.DREAM_VIDEO, [side_by_side(r, d) for r, d in zip(real_frames, dream)], fps=30)
-    write_json(paths.DREAM_METRICS, {
-        "seed": seed, "start_step": start, "steps": cfg.steps, "temperature": cfg.temperature,
-        "dream_reward": round(float(np.sum(rewards)), 2),
-        "real_reward": round(float(np.sum(real.rewards[start:start + cfg.steps])), 2),
-        "max_done_probability": round(float(np.max(dones)), 4), "seconds": timer.seconds})
+    write_json(
+        paths.DREAM_METRICS,
+        {
+            "seed": seed,
+            "start_step": start,
+            "steps": cfg.steps,
+            "temperature": cfg.temperature,
+            "dream_reward": round(float(np.sum(rewards)), 2),
+            "real_reward": round(float(np.sum(real.rewards[start : start + cfg.steps])), 2),
+            "max_done_probability": round(float(np.max(dones)), 4),
+            "seconds": timer.seconds,
+        },
+    )
 
 
 if __name__ == "__main__":

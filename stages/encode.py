@@ -2,6 +2,7 @@
 
 outs: data/latents/episode_XXXXX.npz; metrics/encode.json
 """
+
 from tqdm import tqdm
 
 from wm import paths
@@ -25,12 +26,22 @@ def run():
         for path in tqdm(files, desc="encode", unit="ep"):
             episode = load_episode(path)
             mu, logvar = encode_frames(vae, episode.obs, params.encode.batch_size, device)
-            save_latents(out_dir / path.name, Latents(mu=mu, logvar=logvar, action=episode.action,
-                                                      reward=episode.reward, done=episode.done))
+            save_latents(
+                out_dir / path.name,
+                Latents(
+                    mu=mu, logvar=logvar, action=episode.action, reward=episode.reward, done=episode.done
+                ),
+            )
             frames += len(episode.obs)
-    write_json(paths.ENCODE_METRICS, {"episodes": len(files), "frames": frames,
-                                       "frames_per_second": round(frames / timer.seconds, 1),
-                                       "seconds": timer.seconds})
+    write_json(
+        paths.ENCODE_METRICS,
+        {
+            "episodes": len(files),
+            "frames": frames,
+            "frames_per_second": round(frames / timer.seconds, 1),
+            "seconds": timer.seconds,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ env.backend: envpool, the controller is also run on envpool's port of the same s
 
 outs: metrics/eval.json; metrics/eval_drive.mp4
 """
+
 import numpy as np
 
 from wm import paths
@@ -23,9 +24,14 @@ from wm.video import write_mp4
 
 def summary(rollouts):
     returns = [round(r.total_reward, 2) for r in rollouts]
-    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
-            "min": float(np.min(returns)), "max": float(np.max(returns)),
-            "mean_steps": float(np.mean([r.steps for r in rollouts])), "returns": returns}
+    return {
+        "mean": float(np.mean(returns)),
+        "std": float(np.std(returns)),
+        "min": float(np.min(returns)),
+        "max": float(np.max(returns)),
+        "mean_steps": float(np.mean([r.steps for r in rollouts])),
+        "returns": returns,
+    }
 
 
 @main
@@ -35,11 +41,13 @@ def run():
     world_model = load_world_model(params.vae.z_dim)
     agent = load_agent(*world_model)
     seeds = track_seeds("test", cfg.episodes)
-    runs = [("controller", agent, "gymnasium"),
-            ("controller_z", load_agent(*world_model, inputs="z"), "gymnasium"),
-            ("ppo", build_policy("ppo"), "gymnasium"),
-            ("ppo_baseline", build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
-            ("random", build_policy("random"), "gymnasium")]
+    runs = [
+        ("controller", agent, "gymnasium"),
+        ("controller_z", load_agent(*world_model, inputs="z"), "gymnasium"),
+        ("ppo", build_policy("ppo"), "gymnasium"),
+        ("ppo_baseline", build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
+        ("random", build_policy("random"), "gymnasium"),
+    ]
     if params.env.backend == "envpool":
         runs.append(("controller_envpool", agent, "envpool"))
     timer = Timer()
@@ -47,11 +55,12 @@ def run():
     for name, policy, backend in runs:
         started = timer.seconds
         with make_vector_env(backend, params.env.max_steps, cfg.workers) as venv:
-            results[name] = summary(drive(venv, policy, seeds, params.env.batch_size,
-                                          desc=f"evaluate {name}"))
+            results[name] = summary(
+                drive(venv, policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
+            )
         results[name]["seconds"] = round(timer.seconds - started, 1)
     with SingleEnv(params.env.max_steps, render_mode="rgb_array") as env:
-        video, = drive(env, agent, seeds[:1], 1, render=True)
+        (video,) = drive(env, agent, seeds[:1], 1, render=True)
     write_mp4(paths.EVAL_VIDEO, video.renders, fps=50)
     results["video"] = {"seed": seeds[0], "return": round(video.total_reward, 2), "steps": video.steps}
     results["seconds"] = timer.seconds

@@ -2,6 +2,7 @@
 
 outs: models/mdnrnn.pt; metrics/mdnrnn/ (dvclive: metrics.json, loss curves)
 """
+
 import torch
 
 from wm import paths
@@ -25,10 +26,20 @@ def run():
     torch.manual_seed(params.seed)
     mdnrnn = MDNRNN(params.vae.z_dim, hidden=cfg.hidden, mixtures=cfg.mixtures)
     with open_live(paths.MDNRNN_METRICS) as live:
-        train_mdnrnn(mdnrnn, train_files, val_files, epochs=cfg.epochs, seq_len=cfg.seq_len,
-                     batch_size=cfg.batch_size, buffer_episodes=cfg.buffer_episodes,
-                     learning_rate=cfg.learning_rate, grad_clip=cfg.grad_clip,
-                     device=resolve_device(params.device), live=live, seed=params.seed)
+        train_mdnrnn(
+            mdnrnn,
+            train_files,
+            val_files,
+            epochs=cfg.epochs,
+            seq_len=cfg.seq_len,
+            batch_size=cfg.batch_size,
+            buffer_episodes=cfg.buffer_episodes,
+            learning_rate=cfg.learning_rate,
+            grad_clip=cfg.grad_clip,
+            device=resolve_device(params.device),
+            live=live,
+            seed=params.seed,
+        )
         live.log_metric("seconds", timer.seconds, plot=False)
     save_checkpoint(paths.MDNRNN, mdnrnn.config, mdnrnn.cpu().state_dict())
 

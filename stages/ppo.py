@@ -5,6 +5,7 @@ the world model's own training takes (README, "Results").
 
 outs: models/ppo[_baseline]/{best_model,final_model}.zip; metrics/ppo[_baseline]/ (dvclive)
 """
+
 import dataclasses
 import sys
 
@@ -31,8 +32,7 @@ def run():
     torch.manual_seed(params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open_live(metrics_dir) as live:
-        best = train_ppo(cfg, params.env.max_steps, params.seed, resolve_device(params.device),
-                         out_dir, live)
+        best = train_ppo(cfg, params.env.max_steps, params.seed, resolve_device(params.device), out_dir, live)
         live.log_metric("eval/best_mean_reward", best, plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)
 

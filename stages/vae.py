@@ -2,6 +2,7 @@
 
 outs: models/vae.pt; metrics/vae/ (dvclive: metrics.json, loss curves); metrics/vae_reconstruction.png
 """
+
 import numpy as np
 import torch
 
@@ -38,10 +39,20 @@ def run():
     torch.manual_seed(params.seed)
     vae = ConvVAE(cfg.z_dim)
     with open_live(paths.VAE_METRICS) as live:
-        train_vae(vae, train_files, val_files, n_train_frames=n_train, epochs=cfg.epochs,
-                  batch_size=cfg.batch_size, buffer_episodes=cfg.buffer_episodes,
-                  learning_rate=cfg.learning_rate, kl_tolerance=cfg.kl_tolerance, device=device,
-                  live=live, seed=params.seed)
+        train_vae(
+            vae,
+            train_files,
+            val_files,
+            n_train_frames=n_train,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            buffer_episodes=cfg.buffer_episodes,
+            learning_rate=cfg.learning_rate,
+            kl_tolerance=cfg.kl_tolerance,
+            device=device,
+            live=live,
+            seed=params.seed,
+        )
         live.log_metric("train_frames", n_train, plot=False)
         live.log_metric("val_frames", sum(lengths[path] for path in val_files), plot=False)
         live.log_metric("seconds", timer.seconds, plot=False)

@@ -1,6 +1,7 @@
 """Batched driving on the real CarRacing-v3, both backends: tracks follow their seeds, a batch
 gives what the same episodes give one at a time, and the batched world-model agent acts as N
 separate agents would."""
+
 import numpy as np
 import pytest
 import torch
@@ -78,7 +79,7 @@ def test_population_gives_each_episode_its_own_controller():
         batched = drive(venv, Population(agent, params), seeds, batch_size=2)  # batches of 2, 2, 1
         for i, seed in enumerate(seeds):
             agent.set_controllers(params[i])
-            alone, = drive(venv, agent, [seed], batch_size=1)
+            (alone,) = drive(venv, agent, [seed], batch_size=1)
             assert batched[i].total_reward == pytest.approx(alone.total_reward, abs=1e-3), i
         with pytest.raises(ValueError, match="5 controllers"):
             drive(venv, Population(agent, params), seeds + [36], batch_size=2)
@@ -99,7 +100,7 @@ def test_batched_world_model_agent_acts_like_separate_agents():
     for i in range(3):
         single = WorldModelAgent(vae, mdnrnn, Controller(8, 16, 5, params[i]))
         single.reset([i])
-        alone = np.stack([single.act(step[i:i + 1])[0] for step in frames])
+        alone = np.stack([single.act(step[i : i + 1])[0] for step in frames])
         np.testing.assert_allclose(together[:, i], alone, atol=1e-5)
     assert together[:, :, 0].min() >= -1 and together[:, :, 1:].min() >= 0 and together.max() <= 1
 

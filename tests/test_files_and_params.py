@@ -1,4 +1,5 @@
 """The on-disk contracts and params validation: round trips, and one-line errors naming the culprit."""
+
 import copy
 from pathlib import Path
 
@@ -21,20 +22,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_episode(steps=5, seed=7, terminated=True):
     rng = np.random.default_rng(seed)
-    return Episode(obs=rng.integers(0, 256, (steps + 1, 64, 64, 3), dtype=np.uint8),
-                   action=rng.standard_normal((steps, 3)).astype(np.float32),
-                   reward=rng.standard_normal(steps).astype(np.float32),
-                   terminated=terminated, truncated=not terminated, seed=seed)
+    return Episode(
+        obs=rng.integers(0, 256, (steps + 1, 64, 64, 3), dtype=np.uint8),
+        action=rng.standard_normal((steps, 3)).astype(np.float32),
+        reward=rng.standard_normal(steps).astype(np.float32),
+        terminated=terminated,
+        truncated=not terminated,
+        seed=seed,
+    )
 
 
 def make_latents(steps=5, z_dim=4, seed=0):
     rng = np.random.default_rng(seed)
     done = np.zeros(steps, bool)
     done[-1] = True
-    return Latents(mu=rng.standard_normal((steps + 1, z_dim)).astype(np.float32),
-                   logvar=rng.standard_normal((steps + 1, z_dim)).astype(np.float32),
-                   action=rng.standard_normal((steps, 3)).astype(np.float32),
-                   reward=rng.standard_normal(steps).astype(np.float32), done=done)
+    return Latents(
+        mu=rng.standard_normal((steps + 1, z_dim)).astype(np.float32),
+        logvar=rng.standard_normal((steps + 1, z_dim)).astype(np.float32),
+        action=rng.standard_normal((steps, 3)).astype(np.float32),
+        reward=rng.standard_normal(steps).astype(np.float32),
+        done=done,
+    )
 
 
 def test_episode_round_trip(tmp_path):
@@ -84,11 +92,48 @@ def test_missing_or_empty_inputs(tmp_path):
 
 def test_atomic_path_leaves_nothing_when_interrupted(tmp_path):
     target = tmp_path / "out.bin"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_replaces_the_directory_only_when_complete(tmp_path):
+    from wm.io import atomic_dir
+
+    target = tmp_path / "latents"
+    target.mkdir()
+    (target / "old.npz").write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "new.npz").write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latents"]  # no temporary left
+    assert [p.name for p in target.iterdir()] == ["old.npz"]  # the old output untouched
+    with atomic_dir(target) as tmp:
+        (tmp / "new.npz").write_bytes(b"new")
+        assert not (target / "new.npz").exists()  # nothing shows before the block ends
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latents"]
+    assert [p.name for p in target.iterdir()] == ["new.npz"]
+
+
+def test_seed_blocks_stay_apart_at_every_count_the_params_allow():
+    from wm.config import CollectConfig, EvaluateConfig
+    from wm.env import SEED_BLOCK_SIZE, SEED_BLOCKS, track_seeds
+
+    most = {
+        "collect": CollectConfig.__dataclass_fields__["episodes"].metadata["hi"],
+        "test": EvaluateConfig.__dataclass_fields__["episodes"].metadata["hi"],
+        "controller": SEED_BLOCK_SIZE,
+        "ppo": 1,
+        "dream": 1,
+    }  # controller: _cross_check's bound
+    used = {use: set(track_seeds(use, count)) for use, count in most.items()}
+    assert set(used) == set(SEED_BLOCKS)
+    for a in used:
+        for b in used:
+            assert a == b or not used[a] & used[b], (a, b)
+    with pytest.raises(ValueError, match="leave the block"):
+        track_seeds("collect", 10, start=SEED_BLOCK_SIZE - 9)
 
 
 def test_split_files_holds_out_whole_episodes():
@@ -107,15 +152,18 @@ def windows(batches, episodes, seq_len, sampled=False):
         for i, mask in enumerate(batch["mask"]):
             length = int(mask.sum())
             assert mask[:length].all() and 0 < length <= seq_len
-            (e, start), = [(e, int(s)) for e, ep in enumerate(episodes)
-                           for s in np.flatnonzero((ep.action == batch["action"][i, 0]).all(1))]
+            ((e, start),) = [
+                (e, int(s))
+                for e, ep in enumerate(episodes)
+                for s in np.flatnonzero((ep.action == batch["action"][i, 0]).all(1))
+            ]
             ep = episodes[e]
-            np.testing.assert_array_equal(batch["action"][i, :length], ep.action[start:start + length])
-            np.testing.assert_array_equal(batch["reward"][i, :length], ep.reward[start:start + length])
-            np.testing.assert_array_equal(batch["done"][i, :length], ep.done[start:start + length])
+            np.testing.assert_array_equal(batch["action"][i, :length], ep.action[start : start + length])
+            np.testing.assert_array_equal(batch["reward"][i, :length], ep.reward[start : start + length])
+            np.testing.assert_array_equal(batch["done"][i, :length], ep.done[start : start + length])
             if not sampled:  # z targets line up with mu, one step ahead of the actions
-                np.testing.assert_array_equal(batch["z"][i, :length + 1], ep.mu[start:start + length + 1])
-            assert not batch["action"][i, length:].any() and not batch["z"][i, length + 1:].any()
+                np.testing.assert_array_equal(batch["z"][i, : length + 1], ep.mu[start : start + length + 1])
+            assert not batch["action"][i, length:].any() and not batch["z"][i, length + 1 :].any()
             found.setdefault(e, []).append((start, length))
     return {e: sorted(w) for e, w in found.items()}
 
@@ -163,7 +211,7 @@ def test_checkpoint_round_trip_and_z_dim_mismatch(tmp_path):
     with pytest.raises(UserError, match=r"bad\.pt: not a checkpoint"):
         load_model(tmp_path / "bad.pt", ConvVAE)
     whole = (tmp_path / "vae.pt").read_bytes()
-    (tmp_path / "cut.pt").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(UserError, match=r"cut\.pt: truncated or damaged checkpoint"):
         load_model(tmp_path / "cut.pt", ConvVAE)
 
@@ -185,28 +233,54 @@ def raw_params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("profile", sorted((ROOT / "profiles").glob("*.yaml")) + [ROOT / "params.yaml"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "profile", sorted((ROOT / "profiles").glob("*.yaml")) + [ROOT / "params.yaml"], ids=lambda p: p.name
+)
 def test_every_shipped_profile_is_valid(profile):
     load_params(profile)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda p: p["vae"].update(z_dim=-3), r"vae\.z_dim must be in \[1, 4096\], got -3"),
-    (lambda p: p["vae"].update(z_dimm=3), r"unknown key vae\.z_dimm"),
-    (lambda p: p["mdnrnn"].update(hidden="big"), r"mdnrnn\.hidden must be int, got 'big'"),
-    (lambda p: p["collect"].update(policy="expert"), r"collect\.policy must be one of ppo, random, mix"),
-    (lambda p: p["ppo"].update(n_envs=True), r"ppo\.n_envs must be int, got True"),
-    (lambda p: p["controller"].pop("population"), r"missing key controller\.population"),
-    (lambda p: p.update(typo=1), r"unknown key typo"),
-    (lambda p: p["ppo"].update(batch_size=10**6), r"ppo\.batch_size .* must be <= ppo\.n_steps"),
-    (lambda p: p["dream"].update(temperature=float("nan")), r"dream\.temperature must be finite"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["vae"].update(z_dim=-3), r"vae\.z_dim must be in \[1, 4096\], got -3"),
+        (lambda p: p["vae"].update(z_dimm=3), r"unknown key vae\.z_dimm"),
+        (lambda p: p["mdnrnn"].update(hidden="big"), r"mdnrnn\.hidden must be int, got 'big'"),
+        (lambda p: p["collect"].update(policy="expert"), r"collect\.policy must be one of ppo, random, mix"),
+        (lambda p: p["ppo"].update(n_envs=True), r"ppo\.n_envs must be int, got True"),
+        (lambda p: p["controller"].pop("population"), r"missing key controller\.population"),
+        (lambda p: p.update(typo=1), r"unknown key typo"),
+        (lambda p: p["dream"].update(temperature=float("nan")), r"dream\.temperature must be finite"),
+        (lambda p: p["env"].update(backend="mujoco"), r"env\.backend must be one of gymnasium, envpool"),
+        # the rules that span keys (_cross_check), each just past its bound
+        (
+            lambda p: p["ppo"].update(batch_size=p["ppo"]["n_steps"] * p["ppo"]["n_envs"] + 1),
+            r"ppo\.batch_size .* must be <= ppo\.n_steps \* ppo\.n_envs",
+        ),
+        (
+            lambda p: p["controller"].update(generations=250_000, rollouts=4, select_tracks=1),
+            r"controller\.generations \* controller\.rollouts \+ controller\.select_tracks "
+            r"must be <= 1000000",
+        ),
+        (
+            lambda p: p["mdnrnn"].update(seq_len=p["env"]["max_steps"] + 1),
+            r"mdnrnn\.seq_len \(1001\) must be <= env\.max_steps",
+        ),
+    ],
+)
 def test_bad_params_name_the_key(raw_params, edit, message):
     raw = copy.deepcopy(raw_params)
     edit(raw)
     with pytest.raises(UserError, match=message):
         parse_params(raw)
+
+
+def test_cross_checks_accept_their_bounds(raw_params):
+    raw = copy.deepcopy(raw_params)
+    raw["ppo"]["batch_size"] = raw["ppo"]["n_steps"] * raw["ppo"]["n_envs"]
+    raw["controller"].update(generations=249_999, rollouts=4, select_tracks=4)  # 1,000,000 seeds
+    raw["mdnrnn"]["seq_len"] = raw["env"]["max_steps"]
+    parse_params(raw)
 
 
 def test_params_file_errors(tmp_path):
@@ -243,14 +317,21 @@ def test_sequence_stream_covers_every_step(tmp_path):
         files.append(tmp_path / f"episode_{i:05d}.npz")
         save_latents(files[-1], make_latents(steps=steps, seed=i))
     episodes = [load_latents(path) for path in files]
-    batches = list(sequence_batches(files, 4, seq_len=5, batch_size=2, buffer_episodes=2,
-                                    rng=np.random.default_rng(0), shuffle=False))
+    batches = list(
+        sequence_batches(
+            files, 4, seq_len=5, batch_size=2, buffer_episodes=2, rng=np.random.default_rng(0), shuffle=False
+        )
+    )
     assert all(b["z"].shape[1:] == (6, 4) for b in batches) and max(len(b["z"]) for b in batches) == 2
     found = windows(batches, episodes, seq_len=5, sampled=True)
     assert sorted(found) == [0, 1, 2]  # every episode, each tiled from its offset to its end
     assert_windows_tile_from_an_offset(found, episodes, seq_len=5)
     # z is drawn from (mu, logvar), not mu itself
     start = found[0][0][0]
-    z = next(b["z"][i] for b in batches for i in range(len(b["z"]))
-             if np.array_equal(b["action"][i, 0], episodes[0].action[start]))
-    assert not np.isclose(z[:2], episodes[0].mu[start:start + 2]).any()
+    z = next(
+        b["z"][i]
+        for b in batches
+        for i in range(len(b["z"]))
+        if np.array_equal(b["action"][i, 0], episodes[0].action[start])
+    )
+    assert not np.isclose(z[:2], episodes[0].mu[start : start + 2]).any()

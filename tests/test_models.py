@@ -1,5 +1,6 @@
 """The models against their math: shapes, the KL closed form, the MDN likelihood by hand,
 the controller's size and bounds."""
+
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ def test_vae_shapes(z_dim):
     recon, mu, logvar = vae(x)
     assert recon.shape == (5, 3, 64, 64)
     assert mu.shape == logvar.shape == (5, z_dim)
-    assert 0 <= recon.min() and recon.max() <= 1
+    assert recon.min() >= 0 and recon.max() <= 1
 
 
 def test_vae_has_the_papers_parameter_count():
@@ -42,25 +43,28 @@ def test_kl_matches_closed_form_per_dimension():
     mu = torch.tensor([[0.5, -1.0]])
     logvar = torch.tensor([[math.log(0.25), math.log(2.0)]])
     # KL(N(m, s^2) || N(0, 1)) = log(1/s) + (s^2 + m^2) / 2 - 1/2, summed over dims
-    expected = sum(math.log(1 / s) + (s**2 + m**2) / 2 - 0.5
-                   for m, s in [(0.5, 0.5), (-1.0, math.sqrt(2.0))])
+    expected = sum(math.log(1 / s) + (s**2 + m**2) / 2 - 0.5 for m, s in [(0.5, 0.5), (-1.0, math.sqrt(2.0))])
     assert kl_divergence(mu, logvar).item() == pytest.approx(expected, rel=1e-6)
     assert kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4)).abs().max().item() < 1e-7
 
 
-def test_kl_tolerance_floors_the_kl_term_only():
+def test_kl_tolerance_floors_each_samples_kl_as_the_papers_code():
     x = torch.rand(2, 3, 64, 64)
-    mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
-    total, reconstruction, kl = vae_loss(x, x, mu, logvar, kl_tolerance=0.5)
-    assert reconstruction.item() == 0 and kl.item() == 0
-    assert total.item() == pytest.approx(0.5 * 4)
+    # sample 0 sits on the prior (KL 0), sample 1 has KL 8 (mu 2 in each of 4 dims: 4 x 2^2 / 2)
+    mu, logvar = torch.tensor([[0.0] * 4, [2.0] * 4]), torch.zeros(2, 4)
+    losses = vae_loss(x, x, mu, logvar, kl_tolerance=0.5)  # floor: 0.5 x 4 = 2 nats per sample
+    assert losses.reconstruction.item() == 0 and losses.kl.item() == pytest.approx(4.0)  # unfloored mean
+    # per sample: mean(max(0, 2), max(8, 2)) = 5; a floor on the batch mean would give max(4, 2) = 4
+    assert losses.total.item() == pytest.approx(5.0)
+    assert vae_loss(x, x, mu, logvar).total.item() == pytest.approx(4.0)  # no tolerance, no floor
 
 
 def test_mdn_nll_single_gaussian_by_hand():
     y, m, s = 0.3, -0.2, 0.7
     log_pi = torch.zeros(1, 1, 1, 1)  # one component, weight 1
-    nll = mdn_nll(log_pi, torch.full((1, 1, 1, 1), m), torch.full((1, 1, 1, 1), math.log(s)),
-                  torch.full((1, 1, 1), y))
+    nll = mdn_nll(
+        log_pi, torch.full((1, 1, 1, 1), m), torch.full((1, 1, 1, 1), math.log(s)), torch.full((1, 1, 1), y)
+    )
     expected = 0.5 * math.log(2 * math.pi) + math.log(s) + 0.5 * ((y - m) / s) ** 2
     assert nll.item() == pytest.approx(expected, rel=1e-6)
 
@@ -69,8 +73,9 @@ def test_mdn_nll_two_equal_components_equal_one():
     target = torch.randn(2, 3, 4)
     mu, log_sigma = torch.randn(2, 3, 4, 1), torch.randn(2, 3, 4, 1) * 0.1
     one = mdn_nll(torch.zeros(2, 3, 4, 1), mu, log_sigma, target)
-    two = mdn_nll(torch.full((2, 3, 4, 2), math.log(0.5)), mu.repeat(1, 1, 1, 2),
-                  log_sigma.repeat(1, 1, 1, 2), target)
+    two = mdn_nll(
+        torch.full((2, 3, 4, 2), math.log(0.5)), mu.repeat(1, 1, 1, 2), log_sigma.repeat(1, 1, 1, 2), target
+    )
     torch.testing.assert_close(one, two)
 
 
@@ -84,8 +89,9 @@ def test_mdnrnn_shapes_and_masked_loss():
     torch.testing.assert_close(outputs.log_pi.exp().sum(-1), torch.ones(2, 7, 6))
     mask = torch.ones(2, 7, dtype=torch.bool)
     mask[1, 3:] = False
-    total, nll, reward_mse, done_bce = mdnrnn_loss(outputs, torch.randn(2, 7, 6), torch.zeros(2, 7),
-                                                   torch.zeros(2, 7), mask)
+    total, nll, reward_mse, done_bce = mdnrnn_loss(
+        outputs, torch.randn(2, 7, 6), torch.zeros(2, 7), torch.zeros(2, 7), mask
+    )
     assert torch.isfinite(total) and total.item() == pytest.approx((nll + reward_mse + done_bce).item())
     # padded steps do not change the loss, whatever their targets
     garbage = torch.randn(2, 7, 6)
@@ -155,7 +161,9 @@ def test_dream_cell_steps_like_the_lstm_and_returns_per_rollout():
     controller = Controller(4, 8)
     params = np.zeros((3, controller.size), np.float32)
     generator = torch.Generator().manual_seed(0)
-    returns = dream_returns(model, controller, params, torch.zeros(3, 4), steps=5, tau=1.0, generator=generator)
+    returns = dream_returns(
+        model, controller, params, torch.zeros(3, 4), steps=5, tau=1.0, generator=generator
+    )
     assert returns.shape == (3,) and torch.isfinite(returns).all()
     # identical controllers from identical starts get identical predicted returns until sampling
     # splits them; with one step, nothing has been sampled yet
@@ -173,22 +181,49 @@ def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
 
     target = np.linspace(-1, 1, 6)
     with open_live(tmp_path / "live") as live:
-        finalists = evolve(lambda generation, candidates: -((np.asarray(candidates) - target) ** 2).sum(1),
-                           n_params=6, population=8, generations=40, sigma0=0.5, seed=0, live=live,
-                           finalists=3)
+        finalists = evolve(
+            lambda generation, candidates: -((np.asarray(candidates) - target) ** 2).sum(1),
+            n_params=6,
+            population=8,
+            generations=40,
+            sigma0=0.5,
+            seed=0,
+            live=live,
+            finalists=3,
+        )
     assert len(finalists) == 4 and all(f.shape == (6,) for f in finalists)
     assert ((finalists[0] - target) ** 2).sum() < 0.05  # CMA-ES's mean found the optimum
     scores = [-((f - target) ** 2).sum() for f in finalists[1:]]
     assert scores == sorted(scores, reverse=True)
 
 
-def test_dream_score_compares_candidates_on_common_starts():
-    from wm.evolve import DreamScore
+def test_dream_score_compares_candidates_on_common_starts(monkeypatch):
+    from wm import evolve
 
-    model = MDNRNN(z_dim=4, hidden=8, mixtures=2).eval()
+    dreams = []  # (params, z0) of every dream_returns call
+
+    def spy(mdnrnn, controller, params, z0, **kwargs):
+        dreams.append((params, z0))
+        return torch.arange(len(z0), dtype=torch.float32)  # rollout i "returns" i
+
+    monkeypatch.setattr(evolve, "dream_returns", spy)
     controller = Controller(4, 8)
-    score = DreamScore(model, controller, torch.randn(10, 4), rollouts=3, steps=4, tau=1.0, seed=0)
-    same = np.zeros((2, controller.size))
-    fitness = score(0, same)
-    assert fitness.shape == (2,)
-    np.testing.assert_allclose(score(0, same), fitness)  # a generation's draws are reproducible
+    score = evolve.DreamScore(
+        MDNRNN(z_dim=4, hidden=8, mixtures=2),
+        controller,
+        torch.randn(50, 4),
+        rollouts=3,
+        steps=4,
+        tau=1.0,
+        seed=0,
+    )
+    candidates = np.random.default_rng(0).standard_normal((2, controller.size))
+    fitness = score(0, candidates)
+    np.testing.assert_allclose(fitness, [1.0, 4.0])  # each candidate's mean over its own 3 rollouts
+    score(1, candidates)
+    (params, z0), (_, z0_next) = dreams
+    starts = z0.reshape(2, 3, 4)
+    torch.testing.assert_close(starts[0], starts[1])  # both candidates dream from the same 3 starts
+    assert len({tuple(z.tolist()) for z in starts[0]}) == 3  # three different starts
+    assert not torch.equal(z0_next, z0)  # new starts in the next generation
+    np.testing.assert_allclose(params.reshape(2, 3, -1), np.repeat(candidates[:, None], 3, 1), rtol=1e-6)

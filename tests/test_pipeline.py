@@ -1,6 +1,9 @@
 """End to end, on the real things: a temporary copy of this repo (its own git and DVC), the smoke
-profile, the real CarRacing-v3, `dvc repro` of all 10 stages, an experiment, a push and pull
-through a temporary local remote, and the stages' errors on bad inputs."""
+profile, the real CarRacing-v3 (envpool for collect and CMA-ES, gymnasium and envpool in
+evaluate), `dvc repro` of all 10 stages, an experiment, a push and pull through a temporary
+local remote, and the stages' errors on bad inputs. Each test leaves the repo as the fixture
+made it, so they pass in any order."""
+
 import hashlib
 import json
 import os
@@ -10,24 +13,59 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["ppo", "ppo_baseline", "collect", "vae", "encode", "mdnrnn", "controller", "controller_z",
-          "evaluate", "dream"]
+STAGES = [
+    "ppo",
+    "ppo_baseline",
+    "collect",
+    "vae",
+    "encode",
+    "mdnrnn",
+    "controller",
+    "controller_z",
+    "evaluate",
+    "dream",
+]
 VAE_DOWNSTREAM = {"vae", "encode", "mdnrnn", "controller", "controller_z", "evaluate", "dream"}
-OUTS = ["models/ppo", "models/ppo_baseline", "data/rollouts", "models/vae.pt", "data/latents",
-        "models/mdnrnn.pt", "models/controller.pt", "models/controller_z.pt", "metrics/eval_drive.mp4",
-        "metrics/dream.mp4"]
-METRICS = ["metrics/ppo/metrics.json", "metrics/ppo_baseline/metrics.json", "metrics/collect.json",
-           "metrics/vae/metrics.json", "metrics/encode.json", "metrics/mdnrnn/metrics.json",
-           "metrics/controller/metrics.json", "metrics/controller_z/metrics.json",
-           "metrics/eval.json", "metrics/dream.json"]
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-       "DVC_NO_ANALYTICS": "1", "SDL_VIDEODRIVER": "dummy",
-       "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-       "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+OUTS = [
+    "models/ppo",
+    "models/ppo_baseline",
+    "data/rollouts",
+    "models/vae.pt",
+    "data/latents",
+    "models/mdnrnn.pt",
+    "models/controller.pt",
+    "models/controller_z.pt",
+    "metrics/eval_drive.mp4",
+    "metrics/dream.mp4",
+]
+METRICS = [
+    "metrics/ppo/metrics.json",
+    "metrics/ppo_baseline/metrics.json",
+    "metrics/collect.json",
+    "metrics/vae/metrics.json",
+    "metrics/encode.json",
+    "metrics/mdnrnn/metrics.json",
+    "metrics/controller/metrics.json",
+    "metrics/controller_z/metrics.json",
+    "metrics/eval.json",
+    "metrics/dream.json",
+]
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "DVC_NO_ANALYTICS": "1",
+    "SDL_VIDEODRIVER": "dummy",
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +73,10 @@ pytestmark = pytest.mark.slow
 def run(cwd, *args, check=True):
     result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -63,8 +103,11 @@ def repo(tmp_path_factory):
     repo = base / "repo"
     files = run(ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
     for name in files:
-        if (ROOT / name).is_file() and not name.startswith(("data/", "models/", "metrics/")) \
-                and name != "dvc.lock":
+        if (
+            (ROOT / name).is_file()
+            and not name.startswith(("data/", "models/", "metrics/"))
+            and name != "dvc.lock"
+        ):
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
     shutil.copy(repo / "profiles" / "smoke.yaml", repo / "params.yaml")
@@ -90,18 +133,21 @@ def test_repro_makes_every_output_and_metric(repo):
     workspace = next(iter(shown.values()))["data"]  # keyed "" or "workspace" by DVC version
     assert set(METRICS) <= set(workspace), set(METRICS) - set(workspace)
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    for policy in ("controller", "controller_z", "ppo", "ppo_baseline", "random"):
-        assert len(evaluation[policy]["returns"]) == 2
-        assert evaluation[policy]["min"] <= evaluation[policy]["mean"] <= evaluation[policy]["max"]
+    for policy in ("controller", "controller_z", "ppo", "ppo_baseline", "random", "controller_envpool"):
+        returns = evaluation[policy]["returns"]
+        assert len(returns) == 2, policy
+        assert evaluation[policy]["mean"] == pytest.approx(np.mean(returns))
+        assert evaluation[policy]["std"] == pytest.approx(np.std(returns))
+        assert (evaluation[policy]["min"], evaluation[policy]["max"]) == (min(returns), max(returns))
+    # each row drove its own policy: the controller and the random policy do not drive alike
+    assert evaluation["controller"]["returns"] != evaluation["random"]["returns"]
     for video in ("metrics/eval_drive.mp4", "metrics/dream.mp4"):
         assert b"ftyp" in (repo / video).read_bytes()[:16] and b"avc1" in (repo / video).read_bytes()
     assert (repo / "metrics/vae_reconstruction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
 
 
-def test_test_tracks_are_disjoint_from_training_tracks(repo):
-    import numpy as np
-
+def test_evaluation_drove_none_of_the_collected_tracks(repo):
     collected = {int(np.load(f)["seed"]) for f in (repo / "data/rollouts").glob("*.npz")}
     tested = set(json.loads((repo / "metrics/eval.json").read_text())["test_seeds"])
     assert collected and tested and not collected & tested
@@ -129,7 +175,7 @@ def test_corrupt_episode_file_is_named(repo):
         assert "data/rollouts/episode_00001.npz: corrupt or truncated file" in message
         assert not (repo / "models/vae.pt").exists() and not leftovers(repo)
     finally:
-        run(repo, "dvc", "checkout", "-f")
+        restore(repo)
 
 
 def test_missing_input_is_named(repo):
@@ -140,56 +186,124 @@ def test_missing_input_is_named(repo):
         assert "data/latents: no latent files" in message
         assert not (repo / "models/mdnrnn.pt").exists()
     finally:
-        run(repo, "dvc", "checkout", "-f")
+        restore(repo)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("z_dimm", 8, "params.yaml: unknown key vae.z_dimm"),
-    ("z_dim", 0, "params.yaml: vae.z_dim must be in [1, 4096], got 0"),
-])
-def test_bad_params_stop_the_stage_before_work(repo, key, value, message):
+def edit_params(repo, group, **values):
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["vae"][key] = value
+    params[group].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def restore(repo):
+    """Back to the fixture's commit: params, metrics and dvc.lock from git, outs from the cache."""
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "checkout", "-f")
+    assert not run(repo, "git", "status", "--porcelain").stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("z_dimm", 8, "params.yaml: unknown key vae.z_dimm"),
+        ("z_dim", 0, "params.yaml: vae.z_dim must be in [1, 4096], got 0"),
+    ],
+)
+def test_bad_params_stop_the_stage_before_it_writes(repo, key, value, message):
+    # the stage alone (DVC itself deletes a stage's outs before running it)
+    before = digest(repo, ["models/vae.pt", "metrics/vae", "metrics/vae_reconstruction.png"])
+    edit_params(repo, "vae", **{key: value})
     try:
-        result = run(repo, "dvc", "repro", "-s", "vae", check=False)
-        assert result.returncode != 0
-        assert message in result.stderr
-        assert not (repo / "models/vae.pt").exists() and not leftovers(repo)
+        assert message in error_of(run(repo, "python", "-m", "stages.vae", check=False))
+        assert digest(repo, ["models/vae.pt", "metrics/vae", "metrics/vae_reconstruction.png"]) == before
+        assert not leftovers(repo)
     finally:
-        run(repo, "git", "checkout", "params.yaml")
-        run(repo, "dvc", "checkout", "-f")
+        restore(repo)
 
 
 def test_checkpoint_of_another_z_dim_is_named(repo):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["vae"]["z_dim"] = 4  # models/vae.pt was trained with z_dim 8
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    saved = torch.load(repo / "models/vae.pt", weights_only=True)["config"]["z_dim"]
+    other = 4 if saved != 4 else 8
+    edit_params(repo, "vae", z_dim=other)
     try:
         message = error_of(run(repo, "python", "-m", "stages.encode", check=False))
-        assert "models/vae.pt: checkpoint has z_dim=8, expected z_dim=4" in message
+        assert f"models/vae.pt: checkpoint has z_dim={saved}, expected z_dim={other}" in message
     finally:
-        run(repo, "git", "checkout", "params.yaml")
-        run(repo, "dvc", "checkout", "-f")
+        restore(repo)
 
 
-def test_viewer_falls_back_to_mp4_without_a_display(repo):
-    env = {key: value for key, value in ENV.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+def test_corrupt_ppo_model_is_named(repo):
+    victim = repo / "models/ppo/best_model.zip"
+    victim.write_bytes(victim.read_bytes()[:2000])
+    try:
+        message = error_of(run(repo, "python", "-m", "stages.collect", check=False))
+        assert "models/ppo/best_model.zip: corrupt or unreadable PPO model" in message
+        assert not leftovers(repo)
+    finally:
+        restore(repo)
+
+
+def test_stage_run_by_a_python_without_the_packages_says_which(repo):
+    bare = Path(sys.base_prefix) / "bin" / "python3"  # the interpreter the venv was made from
+    probe = subprocess.run([str(bare), "-c", "import torch"], capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip(f"{bare} has torch, so it cannot stand for a Python outside the venv")
+    result = subprocess.run(
+        [str(bare), "-m", "stages.vae"], cwd=repo, env=ENV, capture_output=True, text=True
+    )
+    message = error_of(result)
+    assert "has no torch module: activate the project's venv" in message
+
+
+def test_controller_stage_evolves_in_the_dream(repo):
+    edit_params(repo, "controller", mode="dream", dream_steps=10, rollouts=2)
+    try:
+        run(repo, "python", "-m", "stages.controller")
+        metrics = json.loads((repo / "metrics/controller/metrics.json").read_text())
+        assert metrics["step"] == 1  # two generations logged, steps 0 and 1
+        assert np.isfinite(metrics["generation"]["best"]) and "return" in metrics["select"]
+        checkpoint = torch.load(repo / "models/controller.pt", weights_only=True)
+        assert checkpoint["config"]["h_dim"] == 16  # the smoke MDN-RNN's hidden units
+        assert checkpoint["state_dict"]["params"].shape == ((8 + 16) * 3 + 3,)  # (Z + H) x 3 + 3
+    finally:
+        restore(repo)
+
+
+@pytest.mark.parametrize("display", [None, ":99"], ids=["no DISPLAY", "a DISPLAY that is not there"])
+def test_viewer_falls_back_to_mp4_without_a_display(repo, display):
+    env = {
+        key: value
+        for key, value in ENV.items()
+        if key not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")
+    }
+    if display:
+        env["DISPLAY"] = display
     for agent in ("world_model", "ppo"):
-        result = subprocess.run(["python", "-m", "wm.play", "--agent", agent, "--seed", "5"], cwd=repo,
-                                env=env, capture_output=True, text=True)
+        out = repo / f"play_{agent}_5.mp4"
+        out.unlink(missing_ok=True)
+        result = subprocess.run(
+            ["python", "-m", "tools.play", "--agent", agent, "--seed", "5"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stderr
         assert f"wrote the drive to play_{agent}_5.mp4" in result.stdout
-        assert b"avc1" in (repo / f"play_{agent}_5.mp4").read_bytes()
+        assert b"avc1" in out.read_bytes()
+        out.unlink()
 
 
 def test_experiment_reruns_only_what_depends_on_the_vae(repo):
-    result = run(repo, "dvc", "exp", "run", "-S", "vae.z_dim=4")
-    assert sorted(stages_run(result.stdout)) == sorted(VAE_DOWNSTREAM)
-    assert json.loads((repo / "metrics/vae/metrics.json").read_text())["train_frames"] > 0
-    assert yaml.safe_load((repo / "params.yaml").read_text())["vae"]["z_dim"] == 4
-    shown = run(repo, "dvc", "exp", "show", "--no-pager", "--csv").stdout
-    assert "vae.z_dim" in shown.splitlines()[0] and "controller.mean" in shown.splitlines()[0]
+    try:
+        result = run(repo, "dvc", "exp", "run", "-S", "vae.z_dim=4")
+        assert sorted(stages_run(result.stdout)) == sorted(VAE_DOWNSTREAM)
+        assert json.loads((repo / "metrics/vae/metrics.json").read_text())["train_frames"] > 0
+        assert yaml.safe_load((repo / "params.yaml").read_text())["vae"]["z_dim"] == 4
+        shown = run(repo, "dvc", "exp", "show", "--no-pager", "--csv").stdout
+        assert "vae.z_dim" in shown.splitlines()[0] and "controller.mean" in shown.splitlines()[0]
+    finally:
+        restore(repo)
 
 
 def test_push_then_pull_restores_identical_files(repo):

@@ -1,4 +1,5 @@
 """The viewer's window: Esc ends the drive (under SDL's dummy video driver, no screen needed)."""
+
 import os
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -22,5 +23,5 @@ def test_escape_ends_a_human_rendered_drive():
                 pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE))
             return escape_pressed()
 
-        rollout, = drive(env, RandomPolicy(), [0], 1, stop=stop)
+        (rollout,) = drive(env, RandomPolicy(), [0], 1, stop=stop)
     assert rollout.steps == 5 and not rollout.terminated and not rollout.truncated

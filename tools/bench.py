@@ -6,6 +6,7 @@ Each figure is the median of `--repeats` runs; each ratio divides a pipeline pat
 measured in the same run (noisy shared machines make absolute times unreliable; ratios hold).
 Model sizes come from params.yaml. Takes about 6 minutes on 2 CPU cores. Not a test.
 """
+
 import argparse
 import json
 import os
@@ -54,12 +55,15 @@ def raw_env_rate(backend, threads, batch, repeats):
     """Env steps/s with no policy to speak of: `batch` tracks driven by fixed random actions
     (light braking) until each episode ends."""
     high = [1.0, 1.0, 0.2]  # steer, gas, brake: braking at most 0.2, so the car moves
-    actions = np.random.default_rng(0).uniform(ACTION_LOW, high, (STEPS, batch, ACTION_DIM)).astype(np.float32)
+    actions = (
+        np.random.default_rng(0).uniform(ACTION_LOW, high, (STEPS, batch, ACTION_DIM)).astype(np.float32)
+    )
     with make_vector_env(backend, STEPS, threads) as venv:
         steps = {}
 
         def run():
             steps["n"] = sum(r.steps for r in drive(venv, ReplayPolicy(actions), list(range(batch)), batch))
+
         seconds = median_time(run, repeats)
     return steps["n"] / seconds
 
@@ -72,7 +76,10 @@ def collect_rate(backend, threads, batch, out_dir, repeats):
         steps = {}
 
         def run():
-            steps["n"] = sum(r.steps for r in collect(venv, RandomPolicy(), seeds, batch, out_dir))
+            steps["n"] = sum(
+                r.steps for r in collect(venv, RandomPolicy(), seeds, batch_size=batch, out_dir=out_dir)
+            )
+
         seconds = median_time(run, repeats)
     return steps["n"] / seconds
 
@@ -89,6 +96,7 @@ def controller_rate(backend, threads, batch, vae, mdnrnn, repeats):
         def run():
             rollouts = drive(venv, Population(agent, params), list(range(batch)), batch)
             steps["n"] = sum(r.steps for r in rollouts)
+
         seconds = median_time(run, repeats)
     return steps["n"] / seconds
 
@@ -97,9 +105,23 @@ def vae_rates(vae, files, n_frames, batch_size, repeats, work):
     """(pipeline img/s, limit img/s): train_vae streaming the files for one epoch, against the
     same model's forward+backward+step on batches already in memory."""
     with open_live(work / "live_vae") as live:
-        pipeline = n_frames / median_time(lambda: train_vae(
-            vae, files, [], n_train_frames=n_frames, epochs=1, batch_size=batch_size, buffer_episodes=64,
-            learning_rate=1e-4, kl_tolerance=0.5, device="cpu", live=live, seed=0), repeats)
+        pipeline = n_frames / median_time(
+            lambda: train_vae(
+                vae,
+                files,
+                [],
+                n_train_frames=n_frames,
+                epochs=1,
+                batch_size=batch_size,
+                buffer_episodes=64,
+                learning_rate=1e-4,
+                kl_tolerance=0.5,
+                device="cpu",
+                live=live,
+                seed=0,
+            ),
+            repeats,
+        )
     frames = torch.from_numpy(np.concatenate([load_episode(path).obs for path in files]))
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-4)
 
@@ -111,6 +133,7 @@ def vae_rates(vae, files, n_frames, batch_size, repeats, work):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
     return pipeline, len(frames) / median_time(pure, repeats)
 
 
@@ -123,22 +146,40 @@ def encode_rates(vae, files, out_dir, batch_size, repeats):
         for path in files:
             episode = load_episode(path)
             mu, logvar = encode_frames(vae, episode.obs, batch_size, "cpu")
-            save_latents(out_dir / path.name, Latents(mu, logvar, episode.action, episode.reward, episode.done))
+            save_latents(
+                out_dir / path.name, Latents(mu, logvar, episode.action, episode.reward, episode.done)
+            )
+
     frames = np.concatenate([load_episode(path).obs for path in files])
-    return (n_frames / median_time(pipeline, repeats),
-            len(frames) / median_time(lambda: encode_frames(vae, frames, batch_size, "cpu"), repeats))
+    return (
+        n_frames / median_time(pipeline, repeats),
+        len(frames) / median_time(lambda: encode_frames(vae, frames, batch_size, "cpu"), repeats),
+    )
 
 
 def mdnrnn_rates(mdnrnn, files, seq_len, batch_size, repeats, work):
     """(pipeline seq/s, limit seq/s): train_mdnrnn streaming latent files for one epoch, against
     forward+backward+step on the same sequences already in memory as tensors."""
-    batches = list(sequence_batches(files, mdnrnn.z_dim, seq_len, batch_size, 256,
-                                    np.random.default_rng(0)))
+    batches = list(sequence_batches(files, mdnrnn.z_dim, seq_len, batch_size, 256, np.random.default_rng(0)))
     n_sequences = sum(len(b["z"]) for b in batches)
     with open_live(work / "live_mdnrnn") as live:
-        pipeline = n_sequences / median_time(lambda: train_mdnrnn(
-            mdnrnn, files, [], epochs=1, seq_len=seq_len, batch_size=batch_size, buffer_episodes=256,
-            learning_rate=1e-3, grad_clip=1.0, device="cpu", live=live, seed=0), repeats)
+        pipeline = n_sequences / median_time(
+            lambda: train_mdnrnn(
+                mdnrnn,
+                files,
+                [],
+                epochs=1,
+                seq_len=seq_len,
+                batch_size=batch_size,
+                buffer_episodes=256,
+                learning_rate=1e-3,
+                grad_clip=1.0,
+                device="cpu",
+                live=live,
+                seed=0,
+            ),
+            repeats,
+        )
     tensors = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches]
     optimizer = torch.optim.Adam(mdnrnn.parameters(), lr=1e-3)
 
@@ -149,6 +190,7 @@ def mdnrnn_rates(mdnrnn, files, seq_len, batch_size, repeats, work):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
     return pipeline, n_sequences / median_time(pure, repeats)
 
 
@@ -158,11 +200,16 @@ def full_length_latents(files, steps):
     for path in files:
         latents = load_latents(path)
         repeats = -(-steps // len(latents.action))
-        save_latents(path, Latents(np.tile(latents.mu, (repeats, 1))[:steps + 1],
-                                   np.tile(latents.logvar, (repeats, 1))[:steps + 1],
-                                   np.tile(latents.action, (repeats, 1))[:steps],
-                                   np.tile(latents.reward, repeats)[:steps],
-                                   np.zeros(steps, dtype=bool)))
+        save_latents(
+            path,
+            Latents(
+                np.tile(latents.mu, (repeats, 1))[: steps + 1],
+                np.tile(latents.logvar, (repeats, 1))[: steps + 1],
+                np.tile(latents.action, (repeats, 1))[:steps],
+                np.tile(latents.reward, repeats)[:steps],
+                np.zeros(steps, dtype=bool),
+            ),
+        )
     return files
 
 
@@ -170,8 +217,11 @@ def dream_rate(mdnrnn, z_dim, batch, repeats):
     controller = Controller(z_dim, mdnrnn.hidden)
     params = np.random.default_rng(0).standard_normal((batch, controller.size)).astype(np.float32) * 0.1
     z0, steps = torch.randn(batch, z_dim), 100
-    return batch * steps / median_time(
-        lambda: dream_returns(mdnrnn, controller, params, z0, steps, 1.0), repeats)
+    return (
+        batch
+        * steps
+        / median_time(lambda: dream_returns(mdnrnn, controller, params, z0, steps=steps, tau=1.0), repeats)
+    )
 
 
 def noop_repro_seconds(repeats):
@@ -198,8 +248,11 @@ def run():
     try:
         for backend in BACKENDS:
             for threads in sorted({1, CORES}):
-                results[f"env/{backend}/{threads}_cores_steps_per_s"] = raw_env_rate(backend, threads, batch, r)
-                print(f"env {backend} x{threads}: {results[f'env/{backend}/{threads}_cores_steps_per_s']:.0f} steps/s")
+                results[f"env/{backend}/{threads}_cores_steps_per_s"] = raw_env_rate(
+                    backend, threads, batch, r
+                )
+                rate = results[f"env/{backend}/{threads}_cores_steps_per_s"]
+                print(f"env {backend} x{threads}: {rate:.0f} steps/s")
             (work / backend).mkdir()
             limit = results[f"env/{backend}/{CORES}_cores_steps_per_s"]
             rate = collect_rate(backend, CORES, batch, work / backend, r)
@@ -214,18 +267,23 @@ def run():
         files = sorted((work / "envpool").glob("episode_*.npz"))
         n_frames = sum(len(load_episode(path).obs) for path in files)
         pipeline, limit = vae_rates(vae.train(), files, n_frames, params.vae.batch_size, r, work)
-        results.update({"vae/img_per_s": pipeline, "vae/limit_img_per_s": limit, "vae/ratio": pipeline / limit})
+        results.update(
+            {"vae/img_per_s": pipeline, "vae/limit_img_per_s": limit, "vae/ratio": pipeline / limit}
+        )
         print(f"vae train: {pipeline:.0f} img/s, {pipeline / limit:.2f} of in-memory ({limit:.0f})")
         (work / "latents").mkdir()
         pipeline, limit = encode_rates(vae.eval(), files, work / "latents", params.encode.batch_size, r)
-        results.update({"encode/img_per_s": pipeline, "encode/limit_img_per_s": limit,
-                        "encode/ratio": pipeline / limit})
+        results.update(
+            {"encode/img_per_s": pipeline, "encode/limit_img_per_s": limit, "encode/ratio": pipeline / limit}
+        )
         print(f"encode: {pipeline:.0f} img/s, {pipeline / limit:.2f} of in-memory ({limit:.0f})")
         latents = full_length_latents(sorted((work / "latents").glob("episode_*.npz")), params.env.max_steps)
-        pipeline, limit = mdnrnn_rates(mdnrnn.train(), latents, params.mdnrnn.seq_len,
-                                       params.mdnrnn.batch_size, r, work)
-        results.update({"mdnrnn/seq_per_s": pipeline, "mdnrnn/limit_seq_per_s": limit,
-                        "mdnrnn/ratio": pipeline / limit})
+        pipeline, limit = mdnrnn_rates(
+            mdnrnn.train(), latents, params.mdnrnn.seq_len, params.mdnrnn.batch_size, r, work
+        )
+        results.update(
+            {"mdnrnn/seq_per_s": pipeline, "mdnrnn/limit_seq_per_s": limit, "mdnrnn/ratio": pipeline / limit}
+        )
         print(f"mdnrnn train: {pipeline:.1f} seq/s, {pipeline / limit:.2f} of in-memory ({limit:.1f})")
         results["dream/agent_steps_per_s_batch_1024"] = dream_rate(mdnrnn.eval(), params.vae.z_dim, 1024, r)
         print(f"dream: {results['dream/agent_steps_per_s_batch_1024']:.0f} agent-steps/s at batch 1024")

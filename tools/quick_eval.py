@@ -4,6 +4,7 @@ workspace with models/ and params.yaml:
 
     python -m tools.quick_eval 64 [--z-only] [--backend gymnasium]
 """
+
 import argparse
 
 import numpy as np
@@ -26,8 +27,10 @@ def run():
     params = load_params()
     agent = load_agent(*load_world_model(params.vae.z_dim), inputs="z" if args.z_only else "zh")
     with make_vector_env(args.backend, params.env.max_steps, 2) as venv:
-        returns = [r.total_reward for r in drive(venv, agent, track_seeds("test", args.tracks),
-                                                 params.env.batch_size)]
+        returns = [
+            r.total_reward
+            for r in drive(venv, agent, track_seeds("test", args.tracks), params.env.batch_size)
+        ]
     print(f"{args.tracks} test tracks ({args.backend}): mean {np.mean(returns):.1f} +- {np.std(returns):.1f}")
 
 

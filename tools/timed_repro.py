@@ -7,6 +7,7 @@ Each stage's time is the whole `dvc repro -s <stage>` command: interpreter start
 the work and DVC's hashing and caching. Peak memory is the largest resident set of any process
 of the stage (os.wait4, as GNU time reports it). Prints a Markdown table for the README.
 """
+
 import argparse
 import json
 import os
@@ -40,8 +41,10 @@ def main():
         _, status, usage = os.wait4(process.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"error: stage {stage} failed; timings so far: {timings}")
-        timings[stage] = {"seconds": round(time.perf_counter() - start, 1),
-                          "peak_memory_mb": round(usage.ru_maxrss / 1024)}
+        timings[stage] = {
+            "seconds": round(time.perf_counter() - start, 1),
+            "peak_memory_mb": round(usage.ru_maxrss / 1024),
+        }
     timings["total_seconds"] = round(sum(t["seconds"] for t in timings.values()), 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(timings, indent=2) + "\n")

@@ -6,6 +6,7 @@
 A single drive is a batch of one. Batching is what makes the world-model agent fast: the VAE
 encodes N frames in one call and the MDN-RNN steps N hidden states in one call.
 """
+
 import numpy as np
 import torch
 
@@ -56,8 +57,10 @@ class PPOPolicy:
         try:
             self.model = PPO.load(path, device="cpu")
         except Exception as err:  # SB3 raises many types for a damaged zip
-            raise UserError(f"{path}: corrupt or unreadable PPO model ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); rerun its stage") from None
+            raise UserError(
+                f"{path}: corrupt or unreadable PPO model ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else 'no detail'}); rerun its stage"
+            ) from None
         self.action_noise = action_noise
 
     def reset(self, seeds):
@@ -81,8 +84,9 @@ class MixPolicy:
         self.ppo, self.random, self.ppo_fraction = ppo, random, ppo_fraction
 
     def reset(self, seeds):
-        self.use_ppo = np.array([np.random.default_rng([seed, 1]).random() < self.ppo_fraction
-                                 for seed in seeds])
+        self.use_ppo = np.array(
+            [np.random.default_rng([seed, 1]).random() < self.ppo_fraction for seed in seeds]
+        )
         self.ppo.reset(seeds)
         self.random.reset(seeds)
 

@@ -3,6 +3,7 @@
 Every field states its type and allowed range; an unknown key, a missing key, a wrong type or
 an out-of-range value raises a UserError that names the key, before a stage does any work.
 """
+
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -165,22 +166,30 @@ def _check(key, value, kind, rules, source):
     if choices is not None and value not in choices:
         raise UserError(f"{source}: {key} must be one of {', '.join(choices)}, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise UserError(f"{source}: {key} must be in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}")
+        raise UserError(
+            f"{source}: {key} must be in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}"
+        )
     return value
 
 
 def _cross_check(params, source):
     """Constraints that span several keys."""
     if params.ppo.batch_size > params.ppo.n_steps * params.ppo.n_envs:
-        raise UserError(f"{source}: ppo.batch_size ({params.ppo.batch_size}) must be <= "
-                        f"ppo.n_steps * ppo.n_envs ({params.ppo.n_steps * params.ppo.n_envs})")
+        raise UserError(
+            f"{source}: ppo.batch_size ({params.ppo.batch_size}) must be <= "
+            f"ppo.n_steps * ppo.n_envs ({params.ppo.n_steps * params.ppo.n_envs})"
+        )
     c = params.controller
     if c.generations * c.rollouts + c.select_tracks > SEED_BLOCK_SIZE:
-        raise UserError(f"{source}: controller.generations * controller.rollouts + controller.select_tracks "
-                        f"must be <= {SEED_BLOCK_SIZE} (the controller's block of track seeds)")
+        raise UserError(
+            f"{source}: controller.generations * controller.rollouts + controller.select_tracks "
+            f"must be <= {SEED_BLOCK_SIZE} (the controller's block of track seeds)"
+        )
     if params.mdnrnn.seq_len > params.env.max_steps:
-        raise UserError(f"{source}: mdnrnn.seq_len ({params.mdnrnn.seq_len}) must be <= "
-                        f"env.max_steps ({params.env.max_steps})")
+        raise UserError(
+            f"{source}: mdnrnn.seq_len ({params.mdnrnn.seq_len}) must be <= "
+            f"env.max_steps ({params.env.max_steps})"
+        )
 
 
 def parse_params(raw, source="params.yaml"):

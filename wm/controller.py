@@ -11,6 +11,7 @@ The brake is clipped rather than rescaled, as in the paper's code: a controller 
 (CMA-ES's start) then drives at half throttle without braking, and explores the track.
 The flat vector holds each layer's W (row-major) then its b, layer by layer.
 """
+
 import numpy as np
 import torch
 
@@ -52,9 +53,9 @@ class Controller:
         params = torch.from_numpy(self.check(self.params if params is None else params))
         layers, offset = [], 0
         for out, inp in layer_shapes(self.z_dim, self.h_dim, self.hidden):
-            weight = params[:, offset:offset + out * inp].reshape(-1, out, inp)
+            weight = params[:, offset : offset + out * inp].reshape(-1, out, inp)
             offset += out * inp
-            layers.append((weight, params[:, offset:offset + out]))
+            layers.append((weight, params[:, offset : offset + out]))
             offset += out
         return layers
 
@@ -92,7 +93,10 @@ def load_controller(path, z_dim, h_dims):
     checkpoint = load_checkpoint(path)
     config = checkpoint["config"]
     if config.get("z_dim") != z_dim or config.get("h_dim") not in h_dims:
-        raise UserError(f"{path}: controller is for {config}, but the world model has z_dim={z_dim}, "
-                        f"h_dim in {list(h_dims)}; rerun the controller stage")
-    return Controller(config["z_dim"], config["h_dim"], config.get("hidden", 0),
-                      checkpoint["state_dict"]["params"].numpy())
+        raise UserError(
+            f"{path}: controller is for {config}, but the world model has z_dim={z_dim}, "
+            f"h_dim in {list(h_dims)}; rerun the controller stage"
+        )
+    return Controller(
+        config["z_dim"], config["h_dim"], config.get("hidden", 0), checkpoint["state_dict"]["params"].numpy()
+    )

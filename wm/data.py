@@ -5,6 +5,7 @@ order, the next group loading in a background thread while the current one train
 shuffled within the group. Memory is bounded by the group, not by the data set, so the
 paper's 10,000 episodes (~120 GB of frames) train like 100.
 """
+
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +19,7 @@ def split_files(files, val_fraction):
     """Split episode files into (train, val) by whole episodes, so validation frames come from
     tracks the model never trained on. Keeps at least one training episode."""
     n_val = min(len(files) - 1, math.ceil(len(files) * val_fraction)) if val_fraction > 0 else 0
-    return files[: len(files) - n_val], files[len(files) - n_val:]
+    return files[: len(files) - n_val], files[len(files) - n_val :]
 
 
 def load_frames(files):
@@ -32,7 +33,7 @@ def stream_groups(files, load, buffer_episodes, rng=None):
     """Yield lists of `load(path)` results, `buffer_episodes` files at a time, in an order
     shuffled by `rng` (file order if None); the next group loads while the caller uses one."""
     order = list(files) if rng is None else [files[i] for i in rng.permutation(len(files))]
-    groups = [order[i:i + buffer_episodes] for i in range(0, len(order), buffer_episodes)]
+    groups = [order[i : i + buffer_episodes] for i in range(0, len(order), buffer_episodes)]
     if not groups:
         return
 
@@ -54,7 +55,7 @@ def frame_batches(files, batch_size, buffer_episodes, rng=None):
         frames = np.concatenate(group)
         order = np.arange(len(frames)) if rng is None else rng.permutation(len(frames))
         for start in range(0, len(frames), batch_size):
-            yield frames[order[start:start + batch_size]]
+            yield frames[order[start : start + batch_size]]
 
 
 def sequence_batches(files, z_dim, seq_len, batch_size, buffer_episodes, rng, shuffle=True):
@@ -66,7 +67,7 @@ def sequence_batches(files, z_dim, seq_len, batch_size, buffer_episodes, rng, sh
         n = len(sequences["z"])
         order = rng.permutation(n) if shuffle else np.arange(n)
         for start in range(0, n, batch_size):
-            yield {key: value[order[start:start + batch_size]] for key, value in sequences.items()}
+            yield {key: value[order[start : start + batch_size]] for key, value in sequences.items()}
 
 
 def make_sequences(latents, seq_len, rng, sample=True):
@@ -88,14 +89,22 @@ def make_sequences(latents, seq_len, rng, sample=True):
         offset = int(rng.integers(0, seq_len)) if steps > seq_len else 0
         for start in range(offset, steps, seq_len):
             end = min(start + seq_len, steps)
-            windows.append((z[start:end + 1], episode.action[start:end], episode.reward[start:end],
-                            episode.done[start:end]))
+            windows.append(
+                (
+                    z[start : end + 1],
+                    episode.action[start:end],
+                    episode.reward[start:end],
+                    episode.done[start:end],
+                )
+            )
     n = len(windows)
-    batch = {"z": np.zeros((n, seq_len + 1, z_dim), np.float32),
-             "action": np.zeros((n, seq_len, ACTION_DIM), np.float32),
-             "reward": np.zeros((n, seq_len), np.float32),
-             "done": np.zeros((n, seq_len), np.float32),
-             "mask": np.zeros((n, seq_len), bool)}
+    batch = {
+        "z": np.zeros((n, seq_len + 1, z_dim), np.float32),
+        "action": np.zeros((n, seq_len, ACTION_DIM), np.float32),
+        "reward": np.zeros((n, seq_len), np.float32),
+        "done": np.zeros((n, seq_len), np.float32),
+        "mask": np.zeros((n, seq_len), bool),
+    }
     for i, (z, action, reward, done) in enumerate(windows):
         length = len(action)
         batch["z"][i, : length + 1] = z

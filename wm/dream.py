@@ -1,5 +1,6 @@
 """Dreaming: controllers drive inside the MDN-RNN's hallucination, one loop for CMA-ES's batched
 scoring and for the dream video (decoded by the VAE)."""
+
 import numpy as np
 import torch
 
@@ -26,7 +27,7 @@ def lstm_cell(mdnrnn):
 
 
 @torch.inference_mode()
-def dream_returns(mdnrnn, controller, params, z0, steps, tau, generator=None, on_step=None):
+def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None, on_step=None):
     """B controllers driving in the dream at once.
 
     controller: the shape (a wm.controller.Controller); params (B, n_params), one controller per
@@ -55,7 +56,7 @@ def dream_returns(mdnrnn, controller, params, z0, steps, tau, generator=None, on
 
 
 @torch.inference_mode()
-def dream_rollout(vae, mdnrnn, controller, start_frame, steps, tau, seed):
+def dream_rollout(vae, mdnrnn, controller, start_frame, *, steps, tau, seed):
     """The controller's own dream from `start_frame` (64, 64, 3) uint8 (encoded to its mean z),
     every step decoded by the VAE.
 
@@ -70,15 +71,17 @@ def dream_rollout(vae, mdnrnn, controller, start_frame, steps, tau, seed):
         rewards.append(float(prediction.reward))
         dones.append(float(torch.sigmoid(prediction.done_logit)))
 
-    dream_returns(mdnrnn, controller, None, z0, steps, tau, torch.Generator().manual_seed(seed), record)
+    generator = torch.Generator().manual_seed(seed)
+    dream_returns(mdnrnn, controller, None, z0, steps=steps, tau=tau, generator=generator, on_step=record)
     return frames, rewards, dones
 
 
 def dream_starts(z_dim):
     """(M, Z) real latents (means) to start dreams from: every START_EVERY-th step of every
     latent episode after the zoom-in."""
-    starts = [load_latents(path, z_dim).mu[ZOOM_STEPS::START_EVERY]
-              for path in list_files(paths.LATENTS, "latent")]
+    starts = [
+        load_latents(path, z_dim).mu[ZOOM_STEPS::START_EVERY] for path in list_files(paths.LATENTS, "latent")
+    ]
     starts = np.concatenate(starts)
     if not len(starts):
         raise UserError(f"{paths.LATENTS}: no episode is longer than the {ZOOM_STEPS}-step zoom-in")

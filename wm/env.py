@@ -4,6 +4,7 @@ and the track seed ranges.
 Track seeds come from disjoint ranges per use, so that the test tracks of `evaluate` are
 never seen in training: collect, controller and PPO evaluation each draw from their own block.
 """
+
 import cv2
 import gymnasium as gym
 import numpy as np
@@ -17,8 +18,13 @@ ACTION_LOW = np.array([-1.0, 0.0, 0.0], dtype=np.float32)
 ACTION_HIGH = np.array([1.0, 1.0, 1.0], dtype=np.float32)
 ZOOM_STEPS = 50  # the zoom-in animation of an episode's start: t advances 1/50 per step for 1 s
 
-SEED_BLOCKS = {"collect": 1_000_000, "controller": 2_000_000, "ppo": 3_000_000,
-               "dream": 4_000_000, "test": 9_000_000}
+SEED_BLOCKS = {
+    "collect": 1_000_000,
+    "controller": 2_000_000,
+    "ppo": 3_000_000,
+    "dream": 4_000_000,
+    "test": 9_000_000,
+}
 SEED_BLOCK_SIZE = 1_000_000
 
 

@@ -1,4 +1,5 @@
 """User-facing errors and the wrapper that turns them into one line and a non-zero exit."""
+
 import functools
 import importlib.util
 import sys
@@ -32,6 +33,9 @@ def require_installed(modules=("torch", "gymnasium", "cv2", "dvclive", "cma", "s
     venv is activated (or `make` runs it)."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        print(f"error: {sys.executable} has no {missing[0]} module: activate the project's venv "
-              f"(source .venv/bin/activate, after make setup) or run make repro", file=sys.stderr)
+        print(
+            f"error: {sys.executable} has no {missing[0]} module: activate the project's venv "
+            f"(source .venv/bin/activate, after make setup) or run make repro",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -4,6 +4,7 @@ Candidates are scored in the real env (the paper's way) or inside the MDN-RNN's 
 thousands of rollouts per second); either way the finalists are then checked on real tracks
 and the best of them is kept.
 """
+
 import warnings
 
 import numpy as np
@@ -23,13 +24,19 @@ class RealScore:
     `agent` drives all of the generation's episodes through `venv`, `batch_size` at a time, each
     with its own candidate's controller. Fitness: the mean return."""
 
-    def __init__(self, venv, agent, batch_size, rollouts):
+    def __init__(self, venv, agent, *, batch_size, rollouts):
         self.venv, self.agent, self.batch_size, self.rollouts = venv, agent, batch_size, rollouts
 
     def __call__(self, generation, candidates):
         seeds = track_seeds("controller", self.rollouts, start=generation * self.rollouts)
-        return mean_returns(self.venv, self.agent, self.batch_size, candidates, seeds,
-                            desc=f"generation {generation + 1}")
+        return mean_returns(
+            self.venv,
+            self.agent,
+            candidates,
+            seeds,
+            batch_size=self.batch_size,
+            desc=f"generation {generation + 1}",
+        )
 
 
 class DreamScore:
@@ -37,7 +44,7 @@ class DreamScore:
     start latents (drawn from `starts` (M, Z), real latents after the zoom-in), sampled at
     temperature `tau`. Fitness: the mean predicted return."""
 
-    def __init__(self, mdnrnn, controller, starts, rollouts, steps, tau, seed):
+    def __init__(self, mdnrnn, controller, starts, *, rollouts, steps, tau, seed):
         self.mdnrnn, self.controller, self.starts = mdnrnn, controller, starts
         self.rollouts, self.steps, self.tau, self.seed = rollouts, steps, tau, seed
 
@@ -45,8 +52,15 @@ class DreamScore:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + generation)
         z0 = self.starts[torch.randint(len(self.starts), (self.rollouts,), generator=generator)]
         params = np.repeat(np.asarray(candidates, np.float32), self.rollouts, axis=0)
-        returns = dream_returns(self.mdnrnn, self.controller, params, z0.repeat(len(candidates), 1),
-                                self.steps, self.tau, generator)
+        returns = dream_returns(
+            self.mdnrnn,
+            self.controller,
+            params,
+            z0.repeat(len(candidates), 1),  # common starts: candidate i's rollouts are rows i*R..(i+1)*R
+            steps=self.steps,
+            tau=self.tau,
+            generator=generator,
+        )
         return returns.numpy().reshape(len(candidates), self.rollouts).mean(1)
 
 
@@ -59,7 +73,7 @@ class Population:
         self.agent, self.params, self.next = agent, params, 0
 
     def reset(self, seeds):
-        batch = self.params[self.next:self.next + len(seeds)]
+        batch = self.params[self.next : self.next + len(seeds)]
         if len(batch) != len(seeds):
             raise ValueError(f"{len(self.params)} controllers for more episodes than that")
         self.next += len(seeds)
@@ -70,7 +84,7 @@ class Population:
         return self.agent.act(obs)
 
 
-def mean_returns(venv, agent, batch_size, candidates, seeds, desc=None):
+def mean_returns(venv, agent, candidates, seeds, *, batch_size, desc=None):
     """(len(candidates),) mean real return of each candidate over the tracks `seeds`."""
     rollout_seeds = [s for _ in candidates for s in seeds]
     rollout_params = np.stack([c for c in candidates for _ in seeds])
@@ -78,12 +92,13 @@ def mean_returns(venv, agent, batch_size, candidates, seeds, desc=None):
     return np.array([r.total_reward for r in results]).reshape(len(candidates), len(seeds)).mean(1)
 
 
-def evolve(score, n_params, population, generations, sigma0, seed, live, finalists):
+def evolve(score, n_params, *, population, generations, sigma0, seed, live, finalists):
     """Run CMA-ES from zero for `generations`, fitness `score(generation, candidates)`. Logs
     best/mean/worst fitness per generation to `live`. Returns the finalists: CMA-ES's final mean,
     then the `finalists` best candidates of any generation, best first, as (n_params,) arrays."""
-    es = cma.CMAEvolutionStrategy(np.zeros(n_params), sigma0,
-                                  {"popsize": population, "seed": seed + 1, "verbose": -9})
+    es = cma.CMAEvolutionStrategy(
+        np.zeros(n_params), sigma0, {"popsize": population, "seed": seed + 1, "verbose": -9}
+    )
     best = []  # (fitness, params) of each generation's best candidate
     for generation in range(generations):
         candidates = es.ask()  # population x (n_params,)

@@ -5,6 +5,7 @@ them): the data lands under a temporary name in the same directory and is rename
 only once complete, so an interrupted stage never leaves a half-written file for DVC to cache.
 The one exception: Stable-Baselines3 writes the PPO stages' zips itself (wm/ppo.py).
 """
+
 import contextlib
 import json
 import os
@@ -52,8 +53,9 @@ def load_checkpoint(path):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        raise UserError(f"{path}: {_what_is_wrong(path)} ({type(err).__name__}); "
-                        f"rerun the stage that makes it") from None
+        raise UserError(
+            f"{path}: {_what_is_wrong(path)} ({type(err).__name__}); rerun the stage that makes it"
+        ) from None
     if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
         raise UserError(f"{path}: not a World Models checkpoint (no config/state_dict)")
     return checkpoint
@@ -104,8 +106,10 @@ def load_model(path, cls, z_dim=None):
     checkpoint = load_checkpoint(path)
     saved = checkpoint["config"].get("z_dim")
     if z_dim is not None and saved != z_dim:
-        raise UserError(f"{path}: checkpoint has z_dim={saved}, expected z_dim={z_dim} "
-                        f"(from params.yaml or the VAE); rerun the stage that makes it")
+        raise UserError(
+            f"{path}: checkpoint has z_dim={saved}, expected z_dim={z_dim} "
+            f"(from params.yaml or the VAE); rerun the stage that makes it"
+        )
     try:
         model = cls(**checkpoint["config"])
         model.load_state_dict(checkpoint["state_dict"])

@@ -1,6 +1,7 @@
 """MDN-RNN (the paper's M model): an LSTM over [z_t, a_t] predicting p(z_{t+1}) as a mixture of
 K Gaussians per latent dimension, with reward and done heads; its loss and its sampler.
 """
+
 import math
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 class Prediction(NamedTuple):
     """What the MDN-RNN predicts at each step, from its hidden state."""
+
     log_pi: torch.Tensor  # (B, T, Z, K) mixture log-weights
     mu: torch.Tensor  # (B, T, Z, K)
     log_sigma: torch.Tensor  # (B, T, Z, K)
@@ -24,6 +26,7 @@ class Prediction(NamedTuple):
 
 class Losses(NamedTuple):
     """Masked mean losses over valid steps; total = nll + reward_mse + done_bce."""
+
     total: torch.Tensor
     nll: torch.Tensor  # per latent dimension and step, comparable across z_dim
     reward_mse: torch.Tensor
@@ -39,8 +42,12 @@ class MDNRNN(nn.Module):
 
     @property
     def config(self):
-        return {"z_dim": self.z_dim, "action_dim": self.action_dim, "hidden": self.hidden,
-                "mixtures": self.mixtures}
+        return {
+            "z_dim": self.z_dim,
+            "action_dim": self.action_dim,
+            "hidden": self.hidden,
+            "mixtures": self.mixtures,
+        }
 
     def initial_state(self, batch, device="cpu"):
         """Zero (h, c), each (1, B, H)."""
@@ -73,11 +80,13 @@ def mdnrnn_loss(prediction, z_next, reward, done, mask):
     where mask (B, T) is True. Returns Losses."""
     mask = mask.float()
     steps = mask.sum().clamp(min=1)
-    nll = (mdn_nll(prediction.log_pi, prediction.mu, prediction.log_sigma, z_next).mean(dim=-1)
-           * mask).sum() / steps
+    nll = (
+        mdn_nll(prediction.log_pi, prediction.mu, prediction.log_sigma, z_next).mean(dim=-1) * mask
+    ).sum() / steps
     reward_mse = (F.mse_loss(prediction.reward, reward, reduction="none") * mask).sum() / steps
-    done_bce = (F.binary_cross_entropy_with_logits(prediction.done_logit, done.float(),
-                                                   reduction="none") * mask).sum() / steps
+    done_bce = (
+        F.binary_cross_entropy_with_logits(prediction.done_logit, done.float(), reduction="none") * mask
+    ).sum() / steps
     return Losses(nll + reward_mse + done_bce, nll, reward_mse, done_bce)
 
 
@@ -94,4 +103,3 @@ def sample_z(log_pi, mu, log_sigma, tau=1.0, generator=None):
     sigma = torch.exp(log_sigma.gather(-1, k).squeeze(-1))
     noise = torch.randn(mean.shape, generator=generator, device=mean.device)
     return mean + sigma * math.sqrt(tau) * noise
-

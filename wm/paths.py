@@ -1,4 +1,5 @@
 """Where the stages read and write: the paths of dvc.yaml, named once."""
+
 from pathlib import Path
 
 # data and models (DVC outs, cached)

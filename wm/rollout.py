@@ -7,6 +7,7 @@
 (wm.agents). Tracks are driven `batch_size` at a time, the policy acting on the whole batch
 in one call per step.
 """
+
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -30,8 +31,9 @@ class Rollout:
     rewards: list = field(default_factory=list)  # if recorded
 
 
-def drive(venv, policy, seeds, batch_size, *, record=False, render=False, stop=None,
-          on_result=None, desc=None):
+def drive(
+    venv, policy, seeds, batch_size, *, record=False, render=False, stop=None, on_result=None, desc=None
+):
     """One episode per seed, `batch_size` tracks at a time through the vector env `venv`.
 
     The batches are driven in seed order, each after one `policy.reset(batch_seeds)`. With
@@ -45,8 +47,9 @@ def drive(venv, policy, seeds, batch_size, *, record=False, render=False, stop=N
     results = []
     with tqdm(total=len(seeds), desc=desc, unit="ep", disable=desc is None) as bar:
         for start in range(0, len(seeds), batch_size):
-            rollouts = _drive_batch(venv, policy, list(seeds[start:start + batch_size]), record,
-                                    render, stop)
+            rollouts = _drive_batch(
+                venv, policy, list(seeds[start : start + batch_size]), record, render, stop
+            )
             for i, rollout in enumerate(rollouts):
                 if on_result is not None:
                     on_result(start + i, rollout)
@@ -92,15 +95,23 @@ def _drive_batch(venv, policy, seeds, record, render, stop):
     return rollouts
 
 
-def collect(venv, policy, seeds, batch_size, out_dir, desc=None):
+def collect(venv, policy, seeds, *, batch_size, out_dir, desc=None):
     """Drive one recorded episode per seed and write each to out_dir/episode_XXXXX.npz (XXXXX its
     index in `seeds`); files are compressed and written in a background thread while the next
     batch drives. Returns the Rollouts (without their frames)."""
     writes = []
     with ThreadPoolExecutor(max_workers=1) as writer:
-        rollouts = drive(venv, policy, seeds, batch_size, record=True, desc=desc,
-                         on_result=lambda i, rollout: writes.append(writer.submit(
-                             save_episode, out_dir / episode_name(i), to_episode(rollout))))
+        rollouts = drive(
+            venv,
+            policy,
+            seeds,
+            batch_size,
+            record=True,
+            desc=desc,
+            on_result=lambda i, rollout: writes.append(
+                writer.submit(save_episode, out_dir / episode_name(i), to_episode(rollout))
+            ),
+        )
         for write in writes:
             write.result()
     return rollouts
@@ -108,7 +119,11 @@ def collect(venv, policy, seeds, batch_size, out_dir, desc=None):
 
 def to_episode(rollout):
     """A recorded Rollout -> an Episode for the on-disk contract."""
-    return Episode(obs=np.stack(rollout.frames),
-                   action=np.asarray(rollout.actions, dtype=np.float32).reshape(-1, ACTION_DIM),
-                   reward=np.asarray(rollout.rewards, dtype=np.float32),
-                   terminated=rollout.terminated, truncated=rollout.truncated, seed=rollout.seed)
+    return Episode(
+        obs=np.stack(rollout.frames),
+        action=np.asarray(rollout.actions, dtype=np.float32).reshape(-1, ACTION_DIM),
+        reward=np.asarray(rollout.rewards, dtype=np.float32),
+        terminated=rollout.terminated,
+        truncated=rollout.truncated,
+        seed=rollout.seed,
+    )

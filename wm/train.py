@@ -1,5 +1,6 @@
 """The training loops of the VAE and the MDN-RNN, and batched encoding. Each loop is one plain
 function: stream shuffled batches, forward, loss, step, log a line per epoch to dvclive."""
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -11,8 +12,21 @@ from wm.vae import to_input, vae_loss
 LOSS_NAMES = ("loss", "nll", "reward_mse", "done_bce")  # wm.mdnrnn.Losses' fields as logged (total: loss)
 
 
-def train_vae(vae, train_files, val_files, *, n_train_frames, epochs, batch_size, buffer_episodes,
-              learning_rate, kl_tolerance, device, live, seed):
+def train_vae(
+    vae,
+    train_files,
+    val_files,
+    *,
+    n_train_frames,
+    epochs,
+    batch_size,
+    buffer_episodes,
+    learning_rate,
+    kl_tolerance,
+    device,
+    live,
+    seed,
+):
     """Train `vae` on the frames of the episode files `train_files` (n_train_frames in all),
     streamed `buffer_episodes` at a time; log train/val reconstruction and KL per epoch to
     `live`. Returns the last epoch's metrics."""
@@ -64,7 +78,7 @@ def encode_frames(vae, frames, batch_size, device):
     vae.eval().to(device)
     mus, logvars = [], []
     for start in range(0, len(frames), batch_size):
-        mu, logvar = vae.encode(to_input(frames[start:start + batch_size], device))
+        mu, logvar = vae.encode(to_input(frames[start : start + batch_size], device))
         mus.append(mu.cpu())
         logvars.append(logvar.cpu())
     return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
@@ -74,8 +88,21 @@ def _on(batch, device):
     return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
 
 
-def train_mdnrnn(mdnrnn, train_files, val_files, *, epochs, seq_len, batch_size, buffer_episodes,
-                 learning_rate, grad_clip, device, live, seed):
+def train_mdnrnn(
+    mdnrnn,
+    train_files,
+    val_files,
+    *,
+    epochs,
+    seq_len,
+    batch_size,
+    buffer_episodes,
+    learning_rate,
+    grad_clip,
+    device,
+    live,
+    seed,
+):
     """Train `mdnrnn` on sequences cut from the latent files, streamed `buffer_episodes` at a
     time, z re-sampled from (mu, logvar) every epoch; log train and validation losses per
     epoch. Returns the last epoch's metrics."""
@@ -88,8 +115,11 @@ def train_mdnrnn(mdnrnn, train_files, val_files, *, epochs, seq_len, batch_size,
         mdnrnn.train()
         sums = dict.fromkeys(LOSS_NAMES, 0.0)
         count = 0
-        batches = tqdm(sequence_batches(train_files, z_dim, seq_len, batch_size, buffer_episodes, rng),
-                       desc=f"mdnrnn epoch {epoch + 1}/{epochs}", unit="batch")
+        batches = tqdm(
+            sequence_batches(train_files, z_dim, seq_len, batch_size, buffer_episodes, rng),
+            desc=f"mdnrnn epoch {epoch + 1}/{epochs}",
+            unit="batch",
+        )
         for batch in batches:
             batch = _on(batch, device)
             z = batch["z"]  # (B, L+1, Z)
@@ -106,8 +136,15 @@ def train_mdnrnn(mdnrnn, train_files, val_files, *, epochs, seq_len, batch_size,
             batches.set_postfix(nll=f"{losses.nll.item():.3f}")
         metrics = {f"train/{key}": value / count for key, value in sums.items()}
         # validation sequences are drawn with the same seed every epoch, so val/nll is comparable
-        val = sequence_batches(val_files, z_dim, seq_len, batch_size, buffer_episodes,
-                               np.random.default_rng(seed + 1), shuffle=False)
+        val = sequence_batches(
+            val_files,
+            z_dim,
+            seq_len,
+            batch_size,
+            buffer_episodes,
+            np.random.default_rng(seed + 1),
+            shuffle=False,
+        )
         metrics.update(evaluate_mdnrnn(mdnrnn, val, device))
         for key, value in metrics.items():
             live.log_metric(key, value)

@@ -3,6 +3,7 @@
 Encoder: conv 32/64/128/256 (kernel 4, stride 2, ReLU) -> 1024 -> mu, logvar (Z).
 Decoder: linear Z -> 1024 (as 1024x1x1) -> deconv 128k5, 64k5, 32k6, 3k6 (stride 2) -> sigmoid.
 """
+
 from typing import NamedTuple
 
 import numpy as np
@@ -24,20 +25,28 @@ class ConvVAE(nn.Module):
         super().__init__()
         self.z_dim = z_dim
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, 32, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 128, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(128, 256, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(3, 32, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 128, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(128, 256, 4, stride=2),
+            nn.ReLU(),
             nn.Flatten(),
         )
         self.fc_mu = nn.Linear(FEATURES, z_dim)
         self.fc_logvar = nn.Linear(FEATURES, z_dim)
         self.fc_decode = nn.Linear(z_dim, FEATURES)
         self.decoder = nn.Sequential(  # from FEATURES x 1 x 1
-            nn.ConvTranspose2d(FEATURES, 128, 5, stride=2), nn.ReLU(),
-            nn.ConvTranspose2d(128, 64, 5, stride=2), nn.ReLU(),
-            nn.ConvTranspose2d(64, 32, 6, stride=2), nn.ReLU(),
-            nn.ConvTranspose2d(32, 3, 6, stride=2), nn.Sigmoid(),
+            nn.ConvTranspose2d(FEATURES, 128, 5, stride=2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(128, 64, 5, stride=2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 6, stride=2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, 3, 6, stride=2),
+            nn.Sigmoid(),
         )
 
     @property
@@ -80,12 +89,12 @@ def kl_divergence(mu, logvar):
 def vae_loss(recon, x, mu, logvar, kl_tolerance=0.0):
     """The paper's loss: squared error summed over pixels + KL, each averaged over the batch.
 
-    With `kl_tolerance` > 0, the KL term is not pushed below kl_tolerance * Z (free bits),
-    so the latent keeps information instead of collapsing onto the prior.
-    Returns Losses.
+    With `kl_tolerance` > 0, each sample's KL (summed over Z) is floored at kl_tolerance * Z
+    nats before the batch mean, as in the paper's code (`tf.maximum(kl_loss, kl_tolerance *
+    z_size)`, then `reduce_mean`): a frame whose KL is under the floor gets no KL gradient, so
+    the latent keeps information instead of collapsing onto the prior. Returns Losses.
     """
     reconstruction = F.mse_loss(recon, x, reduction="none").sum(dim=(1, 2, 3)).mean()
-    kl = kl_divergence(mu, logvar).mean()
-    kl_floored = torch.clamp(kl, min=kl_tolerance * mu.shape[1])
-    return Losses(reconstruction + kl_floored, reconstruction, kl)
-
+    kl = kl_divergence(mu, logvar)  # (B,)
+    kl_floored = torch.clamp(kl, min=kl_tolerance * mu.shape[1]).mean()
+    return Losses(reconstruction + kl_floored, reconstruction, kl.mean())

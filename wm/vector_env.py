@@ -20,6 +20,7 @@ is done: gymnasium's workers stop stepping it and return zeros, envpool resets i
 new episode. Either way its results are not the episode's: `wm.rollout.drive` stops counting
 an episode at its end.
 """
+
 import contextlib
 import multiprocessing
 
@@ -54,9 +55,14 @@ class EnvpoolVectorEnv(_Closing):
         import envpool
 
         self.close()
-        self.env = envpool.make_gymnasium("CarRacing-v3", num_envs=len(seeds), batch_size=len(seeds),
-                                          num_threads=self.threads, seed=[int(s) for s in seeds],
-                                          max_episode_steps=self.max_steps)
+        self.env = envpool.make_gymnasium(
+            "CarRacing-v3",
+            num_envs=len(seeds),
+            batch_size=len(seeds),
+            num_threads=self.threads,
+            seed=[int(s) for s in seeds],
+            max_episode_steps=self.max_steps,
+        )
         obs, _ = self.env.reset()
         return obs
 

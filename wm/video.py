@@ -1,4 +1,5 @@
 """H.264 mp4 files (yuv420p, playable in browsers) from lists of RGB uint8 frames."""
+
 import cv2
 import imageio_ffmpeg
 import numpy as np
@@ -24,9 +25,15 @@ def write_mp4(path, frames, fps=30):
         raise ValueError(f"{path}: no frames to write")
     height, width = frames[0].shape[:2]
     with atomic_path(path) as tmp:
-        writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, codec="libx264",
-                                             pix_fmt_out="yuv420p", macro_block_size=2,
-                                             output_params=["-f", "mp4"])
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp),
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            macro_block_size=2,
+            output_params=["-f", "mp4"],
+        )
         writer.send(None)
         for frame in frames:
             writer.send(np.ascontiguousarray(frame, dtype=np.uint8))
