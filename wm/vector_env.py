@@ -23,6 +23,7 @@ an episode at its end.
 
 import contextlib
 import multiprocessing
+import signal
 
 import numpy as np
 
@@ -79,11 +80,13 @@ class EnvpoolVectorEnv(_Closing):
 def _gymnasium_worker(connection, max_steps):
     """Answer ("reset", seeds) and ("step", actions) messages for this worker's share of the
     tracks, making more envs as needed, until "close" or until the parent is gone."""
+    # Ctrl-C reaches the whole process group: the parent handles it and closes its workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     envs, done = [], np.zeros(0, dtype=bool)
     while True:
         try:
             message = connection.recv()
-        except (EOFError, ConnectionError, KeyboardInterrupt):  # the parent died or was interrupted
+        except (EOFError, ConnectionError):  # the parent is gone
             break
         if message == "close":
             break
