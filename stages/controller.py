@@ -14,7 +14,6 @@ outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per ge
 import sys
 
 from wm import paths
-from wm.agents import WorldModelAgent, load_world_model
 from wm.config import load_params
 from wm.controller import Controller, save_controller
 from wm.dream import dream_starts
@@ -23,6 +22,7 @@ from wm.errors import UserError, main
 from wm.evolve import DreamScore, RealScore, evolve, mean_returns
 from wm.io import Timer, open_live
 from wm.vector_env import make_vector_env
+from wm.world_model import WorldModelAgent, load_world_model
 
 
 @main

@@ -7,7 +7,6 @@ outs: metrics/dream.mp4; metrics/dream.json
 import numpy as np
 
 from wm import paths
-from wm.agents import load_agent, load_world_model
 from wm.config import load_params
 from wm.dream import dream_rollout
 from wm.env import track_seeds
@@ -16,6 +15,7 @@ from wm.io import Timer, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import side_by_side, write_mp4
+from wm.world_model import load_agent, load_world_model
 
 
 @main

@@ -10,8 +10,7 @@ from wm.config import load_params
 from wm.episodes import Latents, list_files, load_episode, save_latents
 from wm.errors import main
 from wm.io import Timer, atomic_dir, load_model, resolve_device, write_json
-from wm.train import encode_frames
-from wm.vae import ConvVAE
+from wm.vae import ConvVAE, encode_frames
 
 
 @main

@@ -12,7 +12,7 @@ outs: metrics/eval.json; metrics/eval_drive.mp4
 import numpy as np
 
 from wm import paths
-from wm.agents import build_policy, load_agent, load_world_model
+from wm.agents import build_policy
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
@@ -20,6 +20,7 @@ from wm.io import Timer, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv, make_vector_env
 from wm.video import write_mp4
+from wm.world_model import load_agent, load_world_model
 
 
 def summary(rollouts):

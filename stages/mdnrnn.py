@@ -12,7 +12,7 @@ from wm.episodes import episode_length, list_files
 from wm.errors import main
 from wm.io import Timer, open_live, resolve_device, save_checkpoint
 from wm.mdnrnn import MDNRNN
-from wm.train import train_mdnrnn
+from wm.train_mdnrnn import train_mdnrnn
 
 
 @main

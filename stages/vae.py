@@ -12,7 +12,7 @@ from wm.data import load_frames, split_files
 from wm.episodes import episode_length, list_files
 from wm.errors import main
 from wm.io import Timer, open_live, resolve_device, save_checkpoint
-from wm.train import train_vae
+from wm.train_vae import train_vae
 from wm.vae import ConvVAE, to_frames, to_input
 from wm.video import upscale, write_png
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wm.agents import MixPolicy, PPOPolicy, RandomPolicy, WorldModelAgent
+from wm.agents import MixPolicy, PPOPolicy, RandomPolicy
 from wm.controller import Controller
 from wm.env import BACKENDS
 from wm.evolve import Population
@@ -14,6 +14,7 @@ from wm.mdnrnn import MDNRNN
 from wm.rollout import drive
 from wm.vae import ConvVAE
 from wm.vector_env import make_vector_env
+from wm.world_model import WorldModelAgent
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

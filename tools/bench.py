@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wm.agents import RandomPolicy, ReplayPolicy, WorldModelAgent
+from wm.agents import RandomPolicy, ReplayPolicy
 from wm.config import load_params
 from wm.controller import Controller
 from wm.data import sequence_batches
@@ -32,9 +32,11 @@ from wm.evolve import Population
 from wm.io import open_live, write_json
 from wm.mdnrnn import MDNRNN, mdnrnn_loss
 from wm.rollout import collect, drive
-from wm.train import encode_frames, train_mdnrnn, train_vae
-from wm.vae import ConvVAE, to_input, vae_loss
+from wm.train_mdnrnn import train_mdnrnn
+from wm.train_vae import train_vae
+from wm.vae import ConvVAE, encode_frames, to_input, vae_loss
 from wm.vector_env import make_vector_env
+from wm.world_model import WorldModelAgent
 
 STEPS = 100  # steps per benchmark episode
 CORES = os.cpu_count() or 1

@@ -10,13 +10,14 @@ import os
 import sys
 from pathlib import Path
 
-from wm.agents import build_policy, load_agent, load_world_model
+from wm.agents import build_policy
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import write_mp4
+from wm.world_model import load_agent, load_world_model
 
 HEADLESS_DRIVERS = ("dummy", "offscreen")  # SDL video drivers that draw to no screen
 DISPLAY_DRIVERS = {"x11": "DISPLAY", "wayland": "WAYLAND_DISPLAY"}  # SDL driver: what names its display

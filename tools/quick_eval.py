@@ -9,12 +9,12 @@ import argparse
 
 import numpy as np
 
-from wm.agents import load_agent, load_world_model
 from wm.config import load_params
 from wm.env import BACKENDS, track_seeds
 from wm.errors import main
 from wm.rollout import drive
 from wm.vector_env import make_vector_env
+from wm.world_model import load_agent, load_world_model
 
 
 @main

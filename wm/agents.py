@@ -1,4 +1,5 @@
-"""Everything that drives the car, batched, behind one interface:
+"""The policies that drive without a world model, batched, behind the interface every driver
+has (the world-model agent is in wm.world_model):
 
     policy.reset(seeds)        # a new episode on each of N tracks
     actions = policy.act(obs)  # obs (N, 96, 96, 3) uint8 env frames -> (N, 3) float32 actions
@@ -8,15 +9,10 @@ encodes N frames in one call and the MDN-RNN steps N hidden states in one call.
 """
 
 import numpy as np
-import torch
 
 from wm import paths
-from wm.controller import apply, load_controller
-from wm.env import ACTION_DIM, ACTION_HIGH, ACTION_LOW, prepare_frame
+from wm.env import ACTION_DIM, ACTION_HIGH, ACTION_LOW
 from wm.errors import UserError
-from wm.io import load_model
-from wm.mdnrnn import MDNRNN
-from wm.vae import ConvVAE, to_input
 
 # The random policy: an AR(1) process per action channel, x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t,
 # so each channel stays N(0, 1) and holds its value for ~1 / (1 - rho) = 20 steps (0.4 s).
@@ -114,55 +110,6 @@ class ReplayPolicy:
             raise ValueError(f"only {len(self.actions)} steps of actions to replay")
         self.step += 1
         return self.actions[self.step - 1]
-
-
-class WorldModelAgent:
-    """The paper's agent, N at a time: the VAE encodes each frame to z (its mean), a controller
-    per track acts on [z, h] (or on z alone), and the MDN-RNN, fed (z, action), carries h to the
-    next step.
-
-    `controller` gives the shape and default parameters; `set_controllers(params)` takes one
-    flat vector for all tracks, or one per track (N, n_params): CMA-ES evaluates a whole
-    population in one batch that way.
-    """
-
-    def __init__(self, vae, mdnrnn, controller):
-        self.vae, self.mdnrnn, self.controller = vae, mdnrnn, controller
-        self.set_controllers(None)
-
-    def set_controllers(self, params):
-        """params: None (the controller's own), (n_params,) for every track, or (N, n_params)."""
-        self.layers = self.controller.batch(params)
-
-    def reset(self, seeds):
-        if len(self.layers[0][0]) not in (1, len(seeds)):
-            raise ValueError(f"{len(self.layers[0][0])} controllers for {len(seeds)} tracks")
-        self.state = self.mdnrnn.initial_state(len(seeds))  # (h, c), each (1, N, H)
-
-    @torch.inference_mode()
-    def act(self, obs):
-        frames = np.stack([prepare_frame(frame) for frame in obs])  # (N, 64, 64, 3) uint8
-        z, _ = self.vae.encode(to_input(frames, "cpu"))  # (N, Z)
-        x = torch.cat([z, self.state[0][0]], dim=1) if self.controller.h_dim else z
-        actions = apply(self.layers, x)  # (N, 3)
-        if self.controller.h_dim:  # a z-only controller never reads h: skip the LSTM
-            _, self.state = self.mdnrnn.lstm(torch.cat([z, actions], 1)[:, None], self.state)
-        return actions.numpy()
-
-
-def load_world_model(z_dim):
-    """The trained VAE and MDN-RNN, (vae, mdnrnn), checked against each other and against the
-    `vae.z_dim` param."""
-    vae = load_model(paths.VAE, ConvVAE, z_dim=z_dim)
-    mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
-    return vae, mdnrnn
-
-
-def load_agent(vae, mdnrnn, inputs="zh"):
-    """The world-model agent with the trained controller on `inputs`: "zh" (z and h, the paper's
-    agent) or "z" (z only), checked against the VAE and MDN-RNN it drives with."""
-    h_dim = {"zh": mdnrnn.hidden, "z": 0}[inputs]
-    return WorldModelAgent(vae, mdnrnn, load_controller(paths.CONTROLLERS[inputs], vae.z_dim, (h_dim,)))
 
 
 def build_policy(kind, ppo_path=paths.PPO_MODEL, action_noise=0.0, ppo_fraction=0.5):

@@ -98,3 +98,15 @@ def vae_loss(recon, x, mu, logvar, kl_tolerance=0.0):
     kl = kl_divergence(mu, logvar)  # (B,)
     kl_floored = torch.clamp(kl, min=kl_tolerance * mu.shape[1]).mean()
     return Losses(reconstruction + kl_floored, reconstruction, kl.mean())
+
+
+@torch.inference_mode()
+def encode_frames(vae, frames, batch_size, device):
+    """frames (N, 64, 64, 3) uint8 -> mu, logvar (N, Z) float32 numpy."""
+    vae.eval().to(device)
+    mus, logvars = [], []
+    for start in range(0, len(frames), batch_size):
+        mu, logvar = vae.encode(to_input(frames[start : start + batch_size], device))
+        mus.append(mu.cpu())
+        logvars.append(logvar.cpu())
+    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()

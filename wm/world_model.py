@@ -1,0 +1,64 @@
+"""The paper's agent, batched: V (the VAE) sees, M (the MDN-RNN) remembers, C (the controller)
+acts. It drives through the same interface as the policies of wm.agents:
+
+    agent.reset(seeds); actions = agent.act(obs)   # obs (N, 96, 96, 3) uint8 -> (N, 3) float32
+"""
+
+import numpy as np
+import torch
+
+from wm import paths
+from wm.controller import apply, load_controller
+from wm.env import prepare_frame
+from wm.io import load_model
+from wm.mdnrnn import MDNRNN
+from wm.vae import ConvVAE, to_input
+
+
+class WorldModelAgent:
+    """The paper's agent, N at a time: the VAE encodes each frame to z (its mean), a controller
+    per track acts on [z, h] (or on z alone), and the MDN-RNN, fed (z, action), carries h to the
+    next step.
+
+    `controller` gives the shape and default parameters; `set_controllers(params)` takes one
+    flat vector for all tracks, or one per track (N, n_params): CMA-ES evaluates a whole
+    population in one batch that way.
+    """
+
+    def __init__(self, vae, mdnrnn, controller):
+        self.vae, self.mdnrnn, self.controller = vae, mdnrnn, controller
+        self.set_controllers(None)
+
+    def set_controllers(self, params):
+        """params: None (the controller's own), (n_params,) for every track, or (N, n_params)."""
+        self.layers = self.controller.batch(params)
+
+    def reset(self, seeds):
+        if len(self.layers[0][0]) not in (1, len(seeds)):
+            raise ValueError(f"{len(self.layers[0][0])} controllers for {len(seeds)} tracks")
+        self.state = self.mdnrnn.initial_state(len(seeds))  # (h, c), each (1, N, H)
+
+    @torch.inference_mode()
+    def act(self, obs):
+        frames = np.stack([prepare_frame(frame) for frame in obs])  # (N, 64, 64, 3) uint8
+        z, _ = self.vae.encode(to_input(frames, "cpu"))  # (N, Z)
+        x = torch.cat([z, self.state[0][0]], dim=1) if self.controller.h_dim else z
+        actions = apply(self.layers, x)  # (N, 3)
+        if self.controller.h_dim:  # a z-only controller never reads h: skip the LSTM
+            _, self.state = self.mdnrnn.lstm(torch.cat([z, actions], 1)[:, None], self.state)
+        return actions.numpy()
+
+
+def load_world_model(z_dim):
+    """The trained VAE and MDN-RNN, (vae, mdnrnn), checked against each other and against the
+    `vae.z_dim` param."""
+    vae = load_model(paths.VAE, ConvVAE, z_dim=z_dim)
+    mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
+    return vae, mdnrnn
+
+
+def load_agent(vae, mdnrnn, inputs="zh"):
+    """The world-model agent with the trained controller on `inputs`: "zh" (z and h, the paper's
+    agent) or "z" (z only), checked against the VAE and MDN-RNN it drives with."""
+    h_dim = {"zh": mdnrnn.hidden, "z": 0}[inputs]
+    return WorldModelAgent(vae, mdnrnn, load_controller(paths.CONTROLLERS[inputs], vae.z_dim, (h_dim,)))
