@@ -21,7 +21,7 @@ def run():
     params = load_params()
     cfg = params.collect
     policy = build_policy(cfg.policy, action_noise=cfg.action_noise, ppo_fraction=cfg.ppo_fraction)
-    timer = Timer()
+    timer = Timer("collect")
     with (
         atomic_dir(paths.ROLLOUTS) as out_dir,
         make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv,
@@ -39,10 +39,9 @@ def run():
             "frames": steps + len(rollouts),
             "mean_return": float(np.mean(returns)),
             "std_return": float(np.std(returns)),
-            "steps_per_second": round(steps / timer.seconds, 1),
-            "seconds": timer.seconds,
         },
     )
+    timer.save(steps_per_second=round(steps / timer.seconds, 1))
 
 
 if __name__ == "__main__":

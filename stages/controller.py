@@ -36,7 +36,7 @@ def run():
     vae, mdnrnn = load_world_model(params.vae.z_dim)
     controller = Controller(vae.z_dim, mdnrnn.hidden if inputs == "zh" else 0, cfg.hidden)
     agent = WorldModelAgent(vae, mdnrnn, controller)
-    timer = Timer()
+    timer = Timer("controller" if inputs == "zh" else "controller_z")
     with (
         make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv,
         open_live(paths.CONTROLLER_METRICS[inputs]) as live,
@@ -70,10 +70,10 @@ def run():
         live.log_metric("select/return", float(returns[pick]), plot=False)
         live.log_metric("select/finalist", pick, plot=False)  # 0: CMA-ES's mean
         live.log_metric("select/mean_return", float(returns[0]), plot=False)
-        live.log_metric("seconds", timer.seconds, plot=False)
     save_controller(
         paths.CONTROLLERS[inputs], Controller(controller.z_dim, controller.h_dim, cfg.hidden, finalists[pick])
     )
+    timer.save()
 
 
 if __name__ == "__main__":

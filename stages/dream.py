@@ -23,7 +23,7 @@ def run():
     params = load_params()
     cfg = params.dream
     agent = load_agent(*load_world_model(params.vae.z_dim))
-    timer = Timer()
+    timer = Timer("dream")
     seed = track_seeds("dream", 1)[0]
     with SingleEnv(params.env.max_steps) as env:
         (real,) = drive(env, agent, [seed], 1, record=True)
@@ -51,9 +51,9 @@ def run():
             "dream_reward": round(float(np.sum(rewards)), 2),
             "real_reward": round(float(np.sum(real.rewards[start : start + cfg.steps])), 2),
             "max_done_probability": round(float(np.max(dones)), 4),
-            "seconds": timer.seconds,
         },
     )
+    timer.save()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def run():
     files = list_files(paths.ROLLOUTS, "episode")
     vae = load_model(paths.VAE, ConvVAE, z_dim=params.vae.z_dim)
     device = resolve_device(params.device)
-    timer = Timer()
+    timer = Timer("encode")
     frames = 0
     with atomic_dir(paths.LATENTS) as out_dir:
         for path in tqdm(files, desc="encode", unit="ep"):
@@ -37,10 +37,9 @@ def run():
         {
             "episodes": len(files),
             "frames": frames,
-            "frames_per_second": round(frames / timer.seconds, 1),
-            "seconds": timer.seconds,
         },
     )
+    timer.save(frames_per_second=round(frames / timer.seconds, 1))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ def run():
     ]
     if params.env.backend == "envpool":
         runs.append(("controller_envpool", agent, "envpool"))
-    timer = Timer()
+    timer = Timer("evaluate")
+    seconds = {}  # per policy
     results = {"test_seeds": seeds}
     for name, policy, backend in runs:
         started = timer.seconds
@@ -59,13 +60,13 @@ def run():
             results[name] = summary(
                 drive(venv, policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
             )
-        results[name]["seconds"] = round(timer.seconds - started, 1)
+        seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
     with SingleEnv(params.env.max_steps, render_mode="rgb_array") as env:
         (video,) = drive(env, agent, seeds[:1], 1, render=True)
     write_mp4(paths.EVAL_VIDEO, video.renders, fps=50)
     results["video"] = {"seed": seeds[0], "return": round(video.total_reward, 2), "steps": video.steps}
-    results["seconds"] = timer.seconds
     write_json(paths.EVAL_METRICS, results)
+    timer.save(**seconds)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from wm.train_mdnrnn import train_mdnrnn
 def run():
     params = load_params()
     cfg = params.mdnrnn
-    timer = Timer()
+    timer = Timer("mdnrnn")
     train_files, val_files = split_files(list_files(paths.LATENTS, "latent"), cfg.val_fraction)
     for path in train_files + val_files:  # a truncated file stops the stage before training
         episode_length(path)
@@ -40,8 +40,8 @@ def run():
             live=live,
             seed=params.seed,
         )
-        live.log_metric("seconds", timer.seconds, plot=False)
     save_checkpoint(paths.MDNRNN, mdnrnn.config, mdnrnn.cpu().state_dict())
+    timer.save()
 
 
 if __name__ == "__main__":

@@ -28,13 +28,13 @@ def run():
     if which == ["baseline"]:
         cfg = dataclasses.replace(cfg, timesteps=params.ppo_baseline.timesteps)
         out_dir, metrics_dir = paths.PPO_BASELINE_DIR, paths.PPO_BASELINE_METRICS
-    timer = Timer()
+    timer = Timer("ppo" if which == ["collect"] else "ppo_baseline")
     torch.manual_seed(params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open_live(metrics_dir) as live:
         best = train_ppo(cfg, params.env.max_steps, params.seed, resolve_device(params.device), out_dir, live)
         live.log_metric("eval/best_mean_reward", best, plot=False)
-        live.log_metric("seconds", timer.seconds, plot=False)
+    timer.save()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def reconstruction_grid(vae, frames, device):
 def run():
     params = load_params()
     cfg = params.vae
-    timer = Timer()
+    timer = Timer("vae")
     train_files, val_files = split_files(list_files(paths.ROLLOUTS, "episode"), cfg.val_fraction)
     # every file's header is checked before training: a truncated file stops the stage now
     lengths = {path: episode_length(path) + 1 for path in train_files + val_files}
@@ -55,11 +55,11 @@ def run():
         )
         live.log_metric("train_frames", n_train, plot=False)
         live.log_metric("val_frames", sum(lengths[path] for path in val_files), plot=False)
-        live.log_metric("seconds", timer.seconds, plot=False)
     save_checkpoint(paths.VAE, vae.config, vae.cpu().state_dict())
     shown = load_frames((val_files or train_files)[:1])
     picks = shown[np.linspace(0, len(shown) - 1, 8).astype(int)]
     write_png(paths.VAE_RECONSTRUCTION, reconstruction_grid(vae, picks, "cpu"))
+    timer.save()
 
 
 if __name__ == "__main__":

@@ -88,14 +88,21 @@ def resolve_device(name):
 
 
 class Timer:
-    """Wall-clock seconds since construction, for the `seconds` metric every stage reports."""
+    """Wall-clock seconds of a stage since construction. `save(**figures)` writes them, with any
+    rates, to timings/<stage>.json: outside DVC's outs and git, so a rerun that makes the same
+    bytes changes neither dvc.lock nor the tracked metrics."""
 
-    def __init__(self):
-        self.start = time.perf_counter()
+    def __init__(self, stage):
+        self.stage, self.start = stage, time.perf_counter()
 
     @property
     def seconds(self):
         return round(time.perf_counter() - self.start, 2)
+
+    def save(self, **figures):
+        from wm import paths
+
+        write_json(paths.TIMINGS / f"{self.stage}.json", {"seconds": self.seconds, **figures})
 
 
 def load_model(path, cls, z_dim=None):

@@ -28,3 +28,6 @@ MDNRNN_METRICS = Path("metrics/mdnrnn")
 CONTROLLER_METRICS = {"zh": Path("metrics/controller"), "z": Path("metrics/controller_z")}
 EVAL_METRICS = Path("metrics/eval.json")
 DREAM_METRICS = Path("metrics/dream.json")
+
+# wall-clock seconds and rates per stage (not tracked: they differ between identical runs)
+TIMINGS = Path("timings")
