@@ -8,6 +8,7 @@ import numpy as np
 
 from wm import paths
 from wm.agents import build_policy
+from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
@@ -19,6 +20,7 @@ from wm.vector_env import make_vector_env
 @main
 def run():
     params = load_params()
+    use_threads(params.threads)
     cfg = params.collect
     policy = build_policy(cfg.policy, action_noise=cfg.action_noise, ppo_fraction=cfg.ppo_fraction)
     timer = Timer("collect")

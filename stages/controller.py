@@ -11,16 +11,19 @@ real tracks, and the best of them is saved.
 outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per generation, selection)
 """
 
+import dataclasses
 import sys
+from pathlib import Path
 
 from wm import paths
+from wm.compute import use_threads
 from wm.config import load_params
 from wm.controller import Controller, save_controller
 from wm.dream import dream_starts
 from wm.env import track_seeds
 from wm.errors import UserError, main
-from wm.evolve import DreamScore, RealScore, evolve, mean_returns
-from wm.io import Timer, open_live
+from wm.evolve import DreamScore, Progress, RealScore, evolve, mean_returns
+from wm.io import Timer, fingerprint, open_live, write_tsv
 from wm.vector_env import make_vector_env
 from wm.world_model import WorldModelAgent, load_world_model
 
@@ -32,11 +35,24 @@ def run():
         raise UserError(f"usage: python -m stages.controller [z], got {' '.join(which)}")
     inputs = which[0]
     params = load_params()
+    use_threads(params.threads)
     cfg = params.controller
     vae, mdnrnn = load_world_model(params.vae.z_dim)
     controller = Controller(vae.z_dim, mdnrnn.hidden if inputs == "zh" else 0, cfg.hidden)
     agent = WorldModelAgent(vae, mdnrnn, controller)
-    timer = Timer("controller" if inputs == "zh" else "controller_z")
+    stage = "controller" if inputs == "zh" else "controller_z"
+    timer = Timer(stage)
+    # what the run depends on: its params, its inputs, the code; saved progress of another is ignored
+    depends = [paths.VAE, paths.MDNRNN, *([paths.LATENTS] if cfg.mode == "dream" else [])]
+    code = [Path(f"stages/{Path(__file__).name}"), *sorted(Path("wm").glob("*.py"))]
+    run_params = {
+        "seed": params.seed,
+        "threads": params.threads,
+        "env": dataclasses.asdict(params.env),
+        "controller": dataclasses.asdict(cfg),
+        "inputs": inputs,
+    }
+    progress = Progress(paths.PROGRESS / f"{stage}.npz", fingerprint(run_params, depends + code))
     with (
         make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv,
         open_live(paths.CONTROLLER_METRICS[inputs]) as live,
@@ -53,7 +69,7 @@ def run():
                 tau=cfg.dream_temperature,
                 seed=params.seed,
             )
-        finalists = evolve(
+        finalists, fitness = evolve(
             score,
             controller.size,
             population=cfg.population,
@@ -62,6 +78,7 @@ def run():
             seed=params.seed,
             live=live,
             finalists=cfg.finalists,
+            progress=progress,
         )
         # tracks after those the real mode trained on
         seeds = track_seeds("controller", cfg.select_tracks, start=cfg.generations * cfg.rollouts)
@@ -73,6 +90,13 @@ def run():
     save_controller(
         paths.CONTROLLERS[inputs], Controller(controller.z_dim, controller.h_dim, cfg.hidden, finalists[pick])
     )
+    # every candidate's fitness, to find where two runs part (git-tracked beside the curves)
+    write_tsv(
+        paths.CONTROLLER_METRICS[inputs] / "fitness.tsv",
+        ["generation", "candidate", "fitness"],
+        [(g, c, repr(float(f))) for g, row in enumerate(fitness) for c, f in enumerate(row)],
+    )
+    progress.path.unlink(missing_ok=True)  # done: a forced rerun computes again
     timer.save()
 
 

@@ -7,6 +7,7 @@ outs: metrics/dream.mp4; metrics/dream.json
 import numpy as np
 
 from wm import paths
+from wm.compute import use_threads
 from wm.config import load_params
 from wm.dream import dream_rollout
 from wm.env import track_seeds
@@ -21,6 +22,7 @@ from wm.world_model import load_agent, load_world_model
 @main
 def run():
     params = load_params()
+    use_threads(params.threads)
     cfg = params.dream
     agent = load_agent(*load_world_model(params.vae.z_dim))
     timer = Timer("dream")

@@ -6,6 +6,7 @@ outs: data/latents/episode_XXXXX.npz; metrics/encode.json
 from tqdm import tqdm
 
 from wm import paths
+from wm.compute import use_threads
 from wm.config import load_params
 from wm.episodes import Latents, list_files, load_episode, save_latents
 from wm.errors import main
@@ -16,6 +17,7 @@ from wm.vae import ConvVAE, encode_frames
 @main
 def run():
     params = load_params()
+    use_threads(params.threads)
     files = list_files(paths.ROLLOUTS, "episode")
     vae = load_model(paths.VAE, ConvVAE, z_dim=params.vae.z_dim)
     device = resolve_device(params.device)

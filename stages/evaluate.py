@@ -13,6 +13,7 @@ import numpy as np
 
 from wm import paths
 from wm.agents import build_policy
+from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
@@ -38,6 +39,7 @@ def summary(rollouts):
 @main
 def run():
     params = load_params()
+    use_threads(params.threads)
     cfg = params.evaluate
     world_model = load_world_model(params.vae.z_dim)
     agent = load_agent(*world_model)

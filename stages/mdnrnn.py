@@ -6,6 +6,7 @@ outs: models/mdnrnn.pt; metrics/mdnrnn/ (dvclive: metrics.json, loss curves)
 import torch
 
 from wm import paths
+from wm.compute import use_threads
 from wm.config import load_params
 from wm.data import split_files
 from wm.episodes import episode_length, list_files
@@ -18,6 +19,7 @@ from wm.train_mdnrnn import train_mdnrnn
 @main
 def run():
     params = load_params()
+    use_threads(params.threads)
     cfg = params.mdnrnn
     timer = Timer("mdnrnn")
     train_files, val_files = split_files(list_files(paths.LATENTS, "latent"), cfg.val_fraction)

@@ -3,7 +3,8 @@ Stage ppo_baseline (`python -m stages.ppo baseline`): the model-free baseline, t
 trained from scratch for `ppo_baseline.timesteps`, set so that it gets the wall-clock budget
 the world model's own training takes (README, "Results").
 
-outs: models/ppo[_baseline]/{best_model,final_model}.zip; metrics/ppo[_baseline]/ (dvclive)
+outs: models/ppo[_baseline].pt (the best evaluated policy, a plain checkpoint);
+      metrics/ppo[_baseline]/ (dvclive)
 """
 
 import dataclasses
@@ -12,6 +13,7 @@ import sys
 import torch
 
 from wm import paths
+from wm.compute import use_threads
 from wm.config import load_params
 from wm.errors import UserError, main
 from wm.io import Timer, open_live, resolve_device
@@ -24,15 +26,15 @@ def run():
     if which not in (["collect"], ["baseline"]):
         raise UserError(f"usage: python -m stages.ppo [baseline], got {' '.join(which)}")
     params = load_params()
-    cfg, out_dir, metrics_dir = params.ppo, paths.PPO_DIR, paths.PPO_METRICS
+    use_threads(params.threads)
+    cfg, out, metrics_dir = params.ppo, paths.PPO_MODEL, paths.PPO_METRICS
     if which == ["baseline"]:
         cfg = dataclasses.replace(cfg, timesteps=params.ppo_baseline.timesteps)
-        out_dir, metrics_dir = paths.PPO_BASELINE_DIR, paths.PPO_BASELINE_METRICS
+        out, metrics_dir = paths.PPO_BASELINE_MODEL, paths.PPO_BASELINE_METRICS
     timer = Timer("ppo" if which == ["collect"] else "ppo_baseline")
     torch.manual_seed(params.seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with open_live(metrics_dir) as live:
-        best = train_ppo(cfg, params.env.max_steps, params.seed, resolve_device(params.device), out_dir, live)
+        best = train_ppo(cfg, params.env.max_steps, params.seed, resolve_device(params.device), out, live)
         live.log_metric("eval/best_mean_reward", best, plot=False)
     timer.save()
 

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from wm import paths
+from wm.compute import use_threads
 from wm.config import load_params
 from wm.data import load_frames, split_files
 from wm.episodes import episode_length, list_files
@@ -29,6 +30,7 @@ def reconstruction_grid(vae, frames, device):
 @main
 def run():
     params = load_params()
+    use_threads(params.threads)
     cfg = params.vae
     timer = Timer("vae")
     train_files, val_files = split_files(list_files(paths.ROLLOUTS, "episode"), cfg.val_fraction)

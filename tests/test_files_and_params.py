@@ -116,6 +116,23 @@ def test_atomic_dir_replaces_the_directory_only_when_complete(tmp_path):
     assert [p.name for p in target.iterdir()] == ["new.npz"]
 
 
+def test_temporaries_of_killed_runs_are_cleared_and_running_ones_kept(tmp_path):
+    import subprocess
+
+    from wm.io import atomic_dir
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs: a stage killed mid-write
+    (tmp_path / f".latents.tmp{gone.pid}").mkdir()
+    (tmp_path / f".x.npz.tmp{gone.pid}").write_bytes(b"half")
+    (tmp_path / ".latents.tmp1").mkdir()  # process 1 runs: another writer's, kept
+    with atomic_dir(tmp_path / "latents") as tmp:
+        (tmp / "episode_00000.npz").write_bytes(b"new")
+    with atomic_path(tmp_path / "x.npz") as tmp:
+        tmp.write_bytes(b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".latents.tmp1", "latents", "x.npz"]
+
+
 def test_seed_blocks_stay_apart_at_every_count_the_params_allow():
     from wm.config import CollectConfig, EvaluateConfig
     from wm.env import SEED_BLOCK_SIZE, SEED_BLOCKS, track_seeds
@@ -335,3 +352,63 @@ def test_sequence_stream_covers_every_step(tmp_path):
         if np.array_equal(b["action"][i, 0], episodes[0].action[start])
     )
     assert not np.isclose(z[:2], episodes[0].mu[start : start + 2]).any()
+
+
+class RunsCode:
+    """Unpickled, this touches `marker`: what a tampered checkpoint from a remote would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("loader", ["vae", "mdnrnn", "controller", "ppo"])
+def test_a_checkpoint_that_would_run_code_is_refused_by_every_loader(tmp_path, loader):
+    from wm.ppo import load_ppo
+
+    marker = tmp_path / "ran"
+    path = tmp_path / f"{loader}.pt"
+    # a well-formed checkpoint but for one value: a pickled call
+    torch.save(
+        {
+            "config": {"z_dim": 4, "h_dim": 0, "hidden": 0},
+            "state_dict": {"weight": torch.zeros(2), "payload": RunsCode(marker)},
+        },
+        path,
+    )
+    load = {
+        "vae": lambda: load_model(path, ConvVAE),
+        "mdnrnn": lambda: load_model(path, MDNRNN),
+        "controller": lambda: load_controller(path, 4, (0,)),
+        "ppo": lambda: load_ppo(path),
+    }[loader]
+    with pytest.raises(UserError, match=rf"{loader}\.pt: refused checkpoint \(it holds objects other than"):
+        load()
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the same file loaded as pickles are: it does run code
+    assert marker.exists()
+
+
+def test_ppo_checkpoint_round_trip_acts_like_the_trained_policy(tmp_path):
+    from gymnasium import spaces
+    from stable_baselines3.common.policies import ActorCriticCnnPolicy
+
+    from wm.ppo import load_ppo, policy_config, save_ppo
+
+    torch.manual_seed(0)
+    policy = ActorCriticCnnPolicy(
+        spaces.Box(0, 255, (3, 96, 96), np.uint8),
+        spaces.Box(np.float32([-1, 0, 0]), np.float32([1, 1, 1])),
+        lambda _: 0.0,
+    )
+    save_ppo(tmp_path / "ppo.pt", policy_config(policy), policy.state_dict())
+    loaded = load_ppo(tmp_path / "ppo.pt")
+    obs = np.random.default_rng(0).integers(0, 256, (5, 96, 96, 3), dtype=np.uint8)  # env frames, HWC
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], policy.eval().predict(obs, deterministic=True)[0]
+    )
+    # same weights, same bytes (torch names the archive's records after the file: same name)
+    save_ppo(tmp_path / "again" / "ppo.pt", policy_config(policy), policy.state_dict())
+    assert (tmp_path / "again" / "ppo.pt").read_bytes() == (tmp_path / "ppo.pt").read_bytes()

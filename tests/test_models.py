@@ -181,7 +181,7 @@ def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
 
     target = np.linspace(-1, 1, 6)
     with open_live(tmp_path / "live") as live:
-        finalists = evolve(
+        finalists, fitness = evolve(
             lambda generation, candidates: -((np.asarray(candidates) - target) ** 2).sum(1),
             n_params=6,
             population=8,
@@ -195,6 +195,53 @@ def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
     assert ((finalists[0] - target) ** 2).sum() < 0.05  # CMA-ES's mean found the optimum
     scores = [-((f - target) ** 2).sum() for f in finalists[1:]]
     assert scores == sorted(scores, reverse=True)
+    assert fitness.shape == (40, 8) and scores[0] == pytest.approx(fitness.max(), rel=1e-4)  # float32 params
+
+
+def test_evolve_resumes_after_a_kill_with_the_bytes_of_an_uninterrupted_run(tmp_path):
+    from wm.evolve import Progress, evolve
+    from wm.io import open_live
+
+    target = np.linspace(-1, 1, 6)
+    scored = []
+
+    def score(generation, candidates):
+        if generation == kill_at:
+            raise KeyboardInterrupt  # the stage dies here
+        scored.append(generation)
+        return -((np.asarray(candidates) - target) ** 2).sum(1)
+
+    def run(live_dir, progress):
+        with open_live(tmp_path / live_dir) as live:
+            return evolve(
+                score,
+                n_params=6,
+                population=8,
+                generations=10,
+                sigma0=0.5,
+                seed=0,
+                live=live,
+                finalists=3,
+                progress=progress,
+            )
+
+    kill_at = None
+    whole, whole_fitness = run("whole", None)
+    scored.clear()
+    path = tmp_path / "progress" / "controller.npz"
+    kill_at = 6
+    with pytest.raises(KeyboardInterrupt):
+        run("killed", Progress(path, "key"))
+    assert scored == [0, 1, 2, 3, 4, 5] and len(Progress(path, "key")) == 6
+    kill_at, scored[:] = None, []
+    resumed, resumed_fitness = run("resumed", Progress(path, "key"))
+    assert scored == [6, 7, 8, 9]  # only the generations the killed run had not finished
+    for a, b in zip(whole, resumed):
+        assert a.tobytes() == b.tobytes()
+    assert whole_fitness.tobytes() == resumed_fitness.tobytes()
+    metrics = [(tmp_path / d / "metrics.json").read_text() for d in ("whole", "resumed")]
+    assert metrics[0] == metrics[1]  # the replayed generations are logged again, as if never killed
+    assert len(Progress(path, "another key")) == 0  # progress of another run is not used
 
 
 def test_dream_score_compares_candidates_on_common_starts(monkeypatch):

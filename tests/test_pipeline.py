@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,8 @@ STAGES = [
 ]
 VAE_DOWNSTREAM = {"vae", "encode", "mdnrnn", "controller", "controller_z", "evaluate", "dream"}
 OUTS = [
-    "models/ppo",
-    "models/ppo_baseline",
+    "models/ppo.pt",
+    "models/ppo_baseline.pt",
     "data/rollouts",
     "models/vae.pt",
     "data/latents",
@@ -233,11 +235,11 @@ def test_checkpoint_of_another_z_dim_is_named(repo):
 
 
 def test_corrupt_ppo_model_is_named(repo):
-    victim = repo / "models/ppo/best_model.zip"
+    victim = repo / "models/ppo.pt"
     victim.write_bytes(victim.read_bytes()[:2000])
     try:
         message = error_of(run(repo, "python", "-m", "stages.collect", check=False))
-        assert "models/ppo/best_model.zip: corrupt or unreadable PPO model" in message
+        assert "models/ppo.pt: truncated or damaged checkpoint" in message
         assert not leftovers(repo)
     finally:
         restore(repo)
@@ -302,6 +304,104 @@ def test_experiment_reruns_only_what_depends_on_the_vae(repo):
         assert yaml.safe_load((repo / "params.yaml").read_text())["vae"]["z_dim"] == 4
         shown = run(repo, "dvc", "exp", "show", "--no-pager", "--csv").stdout
         assert "vae.z_dim" in shown.splitlines()[0] and "controller.mean" in shown.splitlines()[0]
+    finally:
+        restore(repo)
+
+
+CONTROLLER_OUTS = ["models/controller.pt", "metrics/controller"]
+
+
+@pytest.mark.parametrize("backend", ["envpool", "gymnasium"])
+def test_controller_stage_gives_the_same_bytes_twice(repo, backend):
+    edit_params(repo, "env", backend=backend)
+    try:
+        digests = []
+        for _ in range(2):
+            run(repo, "python", "-m", "stages.controller")
+            digests.append(digest(repo, CONTROLLER_OUTS))
+        assert digests[0] == digests[1]
+        assert "metrics/controller/fitness.tsv" in digests[0]  # every candidate's fitness, compared too
+    finally:
+        restore(repo)
+
+
+def saved_generations(path):
+    try:
+        with np.load(path) as saved:
+            return len(saved["fitness"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_controller_stage_killed_mid_run_resumes_to_the_same_bytes(repo):
+    edit_params(repo, "controller", generations=30)
+    progress = repo / ".progress" / "controller.npz"
+    try:
+        run(repo, "python", "-m", "stages.controller")
+        whole = digest(repo, CONTROLLER_OUTS)
+        assert not progress.exists()  # a finished run leaves no progress behind
+        stage = subprocess.Popen(
+            ["python", "-m", "stages.controller"],
+            cwd=repo,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while saved_generations(progress) < 5 and stage.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stage.send_signal(signal.SIGKILL)
+        stage.wait()
+        killed_at = saved_generations(progress)
+        assert 5 <= killed_at < 30, killed_at
+        result = run(repo, "python", "-m", "stages.controller")
+        assert f"resuming CMA-ES after generation {killed_at} of 30" in result.stdout + result.stderr
+        assert digest(repo, CONTROLLER_OUTS) == whole
+        assert not progress.exists() and not leftovers(repo)
+    finally:
+        restore(repo)
+
+
+def kill_stage_while_dvc_runs_it(repo, stage, sign):
+    """`dvc repro -f -s stage`, its stage process killed with SIGKILL as soon as a file matching
+    the glob `sign` shows that its work is under way; returns dvc's exit code."""
+    for path in repo.glob(sign):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    dvc = subprocess.Popen(
+        ["dvc", "repro", "-f", "-s", stage],
+        cwd=repo,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(repo.glob(sign)) and dvc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    found = subprocess.run(["pgrep", "-f", f"python -m stages.{stage}$"], capture_output=True, text=True)
+    assert found.stdout.split(), f"{stage} was not running when {sign} appeared"
+    os.kill(int(found.stdout.split()[0]), signal.SIGKILL)
+    return dvc.wait()
+
+
+@pytest.mark.parametrize(
+    "stage, sign, edit",
+    [
+        ("collect", "data/.rollouts.tmp*", {}),  # its episodes' directory, being filled
+        ("vae", "metrics/vae/metrics.json", {"vae": {"epochs": 2}}),  # after epoch 1 of 2
+        ("mdnrnn", "metrics/mdnrnn/metrics.json", {}),  # after epoch 1 of 2
+        ("controller", ".progress/controller.npz", {}),  # after generation 1 of 2
+    ],
+)
+def test_a_stage_killed_mid_run_reruns_cleanly(repo, stage, sign, edit):
+    for group, values in edit.items():
+        edit_params(repo, group, **values)
+    try:
+        assert kill_stage_while_dvc_runs_it(repo, stage, sign) != 0  # it died before finishing
+        run(repo, "dvc", "repro")
+        assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+        assert not leftovers(repo) and not list((repo / ".progress").glob("*"))
+        workers = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True)
+        assert not workers.stdout.strip()  # no env worker outlived its stage
     finally:
         restore(repo)
 

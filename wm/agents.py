@@ -12,7 +12,6 @@ import numpy as np
 
 from wm import paths
 from wm.env import ACTION_DIM, ACTION_HIGH, ACTION_LOW
-from wm.errors import UserError
 
 # The random policy: an AR(1) process per action channel, x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t,
 # so each channel stays N(0, 1) and holds its value for ~1 / (1 - rho) = 20 steps (0.4 s).
@@ -46,17 +45,9 @@ class PPOPolicy:
     """A trained Stable-Baselines3 PPO agent, optionally with Gaussian action noise."""
 
     def __init__(self, path, action_noise=0.0):
-        from stable_baselines3 import PPO
+        from wm.ppo import load_ppo  # stable_baselines3 is a heavy import
 
-        if not path.exists():
-            raise UserError(f"{path}: PPO model not found (run its stage: dvc repro, or fetch it: dvc pull)")
-        try:
-            self.model = PPO.load(path, device="cpu")
-        except Exception as err:  # SB3 raises many types for a damaged zip
-            raise UserError(
-                f"{path}: corrupt or unreadable PPO model ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else 'no detail'}); rerun its stage"
-            ) from None
+        self.policy = load_ppo(path)
         self.action_noise = action_noise
 
     def reset(self, seeds):
@@ -65,7 +56,7 @@ class PPOPolicy:
     def act(self, obs, rows=None):
         """`rows`: the indices of the tracks this policy drives, if not all."""
         rows = np.arange(len(obs)) if rows is None else rows
-        actions, _ = self.model.predict(obs[rows], deterministic=True)
+        actions, _ = self.policy.predict(obs[rows], deterministic=True)
         if self.action_noise > 0:
             noise = np.stack([self.rngs[i].standard_normal(ACTION_DIM) for i in rows])
             actions = actions + self.action_noise * noise

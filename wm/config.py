@@ -119,6 +119,7 @@ class DreamConfig:
 class Params:
     seed: int = _p(0, 2**31 - 1)
     device: str = _p(choices=("auto", "cpu", "cuda", "mps"))
+    threads: int = _p(1, 1024)
     env: EnvConfig = _p()
     ppo: PPOConfig = _p()
     ppo_baseline: PPOBaselineConfig = _p()

@@ -5,16 +5,21 @@ thousands of rollouts per second); either way the finalists are then checked on 
 and the best of them is kept.
 """
 
+import hashlib
 import warnings
+import zipfile
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 warnings.filterwarnings("ignore", message="Could not import matplotlib")  # cma's plots are unused
 import cma  # noqa: E402
 
 from wm.dream import dream_returns  # noqa: E402
 from wm.env import track_seeds  # noqa: E402
+from wm.errors import UserError  # noqa: E402
+from wm.io import atomic_path  # noqa: E402
 from wm.rollout import drive  # noqa: E402
 
 
@@ -92,17 +97,67 @@ def mean_returns(venv, agent, candidates, seeds, *, batch_size, desc=None):
     return np.array([r.total_reward for r in results]).reshape(len(candidates), len(seeds)).mean(1)
 
 
-def evolve(score, n_params, *, population, generations, sigma0, seed, live, finalists):
+class Progress:
+    """The fitness of every candidate of every finished generation, saved after each one to
+    `path` (outside the stage's outs; plain arrays, no pickles) under `key`, the fingerprint of
+    what the run depends on. CMA-ES's sampling is seeded, so a rerun asks the same candidates
+    again: `evolve` replays the saved fitness for them instead of scoring them, and a resumed run
+    ends with the bytes of an uninterrupted one. A file of another key is ignored (and replaced)."""
+
+    def __init__(self, path, key):
+        self.path, self.key = path, key
+        self.fitness, self.digests = [], []  # per generation: (population,) float64, md5 of its candidates
+        if path is not None and path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as saved:
+                    if str(saved["key"]) == key:
+                        self.fitness = list(saved["fitness"])
+                        self.digests = [str(d) for d in saved["digests"]]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                pass  # a damaged file (killed mid-write is not possible: atomic) is a fresh start
+
+    def __len__(self):
+        return len(self.fitness)
+
+    def add(self, candidates, fitness):
+        self.fitness.append(np.asarray(fitness, np.float64))
+        self.digests.append(digest(candidates))
+        if self.path is not None:
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+                np.savez(
+                    f, key=np.str_(self.key), fitness=np.stack(self.fitness), digests=np.array(self.digests)
+                )
+
+
+def digest(candidates):
+    return hashlib.md5(np.ascontiguousarray(candidates, np.float64).tobytes()).hexdigest()
+
+
+def evolve(score, n_params, *, population, generations, sigma0, seed, live, finalists, progress=None):
     """Run CMA-ES from zero for `generations`, fitness `score(generation, candidates)`. Logs
-    best/mean/worst fitness per generation to `live`. Returns the finalists: CMA-ES's final mean,
-    then the `finalists` best candidates of any generation, best first, as (n_params,) arrays."""
+    best/mean/worst fitness per generation to `live`. With `progress` (a Progress), generations
+    it holds are replayed, not scored, and each new one is saved to it. Returns the finalists:
+    CMA-ES's final mean, then the `finalists` best candidates of any generation, best first, as
+    (n_params,) arrays, and the fitness of every candidate, (generations, population)."""
+    progress = progress if progress is not None else Progress(None, "")
     es = cma.CMAEvolutionStrategy(
         np.zeros(n_params), sigma0, {"popsize": population, "seed": seed + 1, "verbose": -9}
     )
+    if len(progress):
+        tqdm.write(f"resuming CMA-ES after generation {len(progress)} of {generations} ({progress.path})")
     best = []  # (fitness, params) of each generation's best candidate
     for generation in range(generations):
         candidates = es.ask()  # population x (n_params,)
-        fitness = np.asarray(score(generation, candidates), dtype=np.float64)
+        if generation < len(progress):
+            if digest(candidates) != progress.digests[generation]:
+                raise UserError(
+                    f"{progress.path}: generation {generation + 1} asks other candidates than "
+                    f"the saved run did; delete the file to start over"
+                )
+            fitness = progress.fitness[generation]
+        else:
+            fitness = np.asarray(score(generation, candidates), dtype=np.float64)
+            progress.add(candidates, fitness)
         es.tell(candidates, (-fitness).tolist())
         best.append((float(fitness.max()), np.asarray(candidates[int(fitness.argmax())], np.float32)))
         live.log_metric("generation/best", float(fitness.max()))
@@ -111,4 +166,5 @@ def evolve(score, n_params, *, population, generations, sigma0, seed, live, fina
         live.log_metric("best_so_far", max(f for f, _ in best))
         live.next_step()
     best.sort(key=lambda item: -item[0])
-    return [np.asarray(es.mean, np.float32)] + [params for _, params in best[:finalists]]
+    finalists = [np.asarray(es.mean, np.float32)] + [params for _, params in best[:finalists]]
+    return finalists, np.stack(progress.fitness[:generations])

@@ -7,8 +7,10 @@ The one exception: Stable-Baselines3 writes the PPO stages' zips itself (wm/ppo.
 """
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -16,12 +18,32 @@ from pathlib import Path
 from wm.errors import UserError
 
 
+def _temporary(path):
+    """The temporary name `.{name}.tmp{pid}` for writing `path` in this process, after removing
+    the temporaries of `path` that no running process owns (a killed stage's)."""
+    for stale in path.parent.glob(f".{path.name}.tmp*"):
+        pid = stale.name.rsplit(".tmp", 1)[1]
+        if not (pid.isdigit() and _running(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _temporary(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -33,6 +55,13 @@ def write_json(path, data):
     """Write `data` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_tsv(path, header, rows):
+    """Write rows of values as tab-separated text under a header line, atomically."""
+    lines = ["\t".join(header)] + ["\t".join(map(str, row)) for row in rows]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def save_checkpoint(path, config, state_dict, **extra):
@@ -70,6 +99,20 @@ def _what_is_wrong(path):
     if not zipfile.is_zipfile(path):
         return "truncated or damaged checkpoint (its zip archive is incomplete)"
     return "refused checkpoint (it holds objects other than tensors and plain data, which could run code)"
+
+
+def fingerprint(value, files=()):
+    """md5 hex of a JSON-able `value` and the bytes of `files` (a directory: every file under
+    it, in sorted order): what a resumable run checks before it trusts its saved progress."""
+    md5 = hashlib.md5(json.dumps(value, sort_keys=True).encode())
+    for path in map(Path, files):
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file():
+                md5.update(str(file).encode())
+                with open(file, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        md5.update(block)
+    return md5.hexdigest()
 
 
 def resolve_device(name):
@@ -132,12 +175,10 @@ def atomic_dir(path):
     A stage writing many files (episodes, latents) fills the temporary directory, so an
     interrupted run leaves no half-filled output directory behind.
     """
-    import shutil
-
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    tmp.mkdir()
     try:
         yield tmp
         shutil.rmtree(path, ignore_errors=True)

@@ -5,10 +5,8 @@ from pathlib import Path
 # data and models (DVC outs, cached)
 ROLLOUTS = Path("data/rollouts")
 LATENTS = Path("data/latents")
-PPO_DIR = Path("models/ppo")
-PPO_MODEL = PPO_DIR / "best_model.zip"
-PPO_BASELINE_DIR = Path("models/ppo_baseline")
-PPO_BASELINE_MODEL = PPO_BASELINE_DIR / "best_model.zip"
+PPO_MODEL = Path("models/ppo.pt")
+PPO_BASELINE_MODEL = Path("models/ppo_baseline.pt")
 VAE = Path("models/vae.pt")
 MDNRNN = Path("models/mdnrnn.pt")
 CONTROLLER = Path("models/controller.pt")
@@ -31,3 +29,5 @@ DREAM_METRICS = Path("metrics/dream.json")
 
 # wall-clock seconds and rates per stage (not tracked: they differ between identical runs)
 TIMINGS = Path("timings")
+# progress of long stages, for resuming after a kill (not tracked, deleted when the stage ends)
+PROGRESS = Path(".progress")

@@ -22,8 +22,10 @@ an episode at its end.
 """
 
 import contextlib
+import ctypes
 import multiprocessing
 import signal
+import sys
 
 import numpy as np
 
@@ -82,6 +84,7 @@ def _gymnasium_worker(connection, max_steps):
     tracks, making more envs as needed, until "close" or until the parent is gone."""
     # Ctrl-C reaches the whole process group: the parent handles it and closes its workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     envs, done = [], np.zeros(0, dtype=bool)
     while True:
         try:
@@ -108,6 +111,14 @@ def _gymnasium_worker(connection, max_steps):
         connection.send((obs, reward, terminated, truncated))
     for env in envs:
         env.close()
+
+
+def _die_with_parent():
+    """On Linux, have the kernel kill this process when its parent dies, even by kill -9: a
+    killed stage leaves no worker behind (elsewhere the worker ends at its next message)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class GymnasiumVectorEnv(_Closing):
