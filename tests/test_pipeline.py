@@ -22,6 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [
+    "params",
     "ppo",
     "ppo_baseline",
     "collect",
@@ -223,6 +224,22 @@ def test_bad_params_stop_the_stage_before_it_writes(repo, key, value, message):
         restore(repo)
 
 
+@pytest.mark.parametrize("how", ["dvc repro", "dvc exp run -S"])
+def test_a_bad_param_stops_dvc_before_any_output_is_deleted(repo, how):
+    before = digest(repo, OUTS + METRICS)
+    try:
+        if how == "dvc repro":
+            edit_params(repo, "vae", z_dim=-3)
+            result = run(repo, "dvc", "repro", check=False)
+        else:
+            result = run(repo, "dvc", "exp", "run", "-S", "vae.z_dim=-3", check=False)
+        assert result.returncode != 0
+        assert "params.yaml: vae.z_dim must be in [1, 4096], got -3" in result.stdout + result.stderr
+        assert digest(repo, OUTS + METRICS) == before  # every model, data file and metric in place
+    finally:
+        restore(repo)
+
+
 def test_checkpoint_of_another_z_dim_is_named(repo):
     saved = torch.load(repo / "models/vae.pt", weights_only=True)["config"]["z_dim"]
     other = 4 if saved != 4 else 8
@@ -299,7 +316,8 @@ def test_viewer_falls_back_to_mp4_without_a_display(repo, display):
 def test_experiment_reruns_only_what_depends_on_the_vae(repo):
     try:
         result = run(repo, "dvc", "exp", "run", "-S", "vae.z_dim=4")
-        assert sorted(stages_run(result.stdout)) == sorted(VAE_DOWNSTREAM)
+        # params.yaml changed, so the params check runs too (and passes the same bytes on)
+        assert sorted(stages_run(result.stdout)) == sorted(VAE_DOWNSTREAM | {"params"})
         assert json.loads((repo / "metrics/vae/metrics.json").read_text())["train_frames"] > 0
         assert yaml.safe_load((repo / "params.yaml").read_text())["vae"]["z_dim"] == 4
         shown = run(repo, "dvc", "exp", "show", "--no-pager", "--csv").stdout

@@ -17,15 +17,26 @@ from pathlib import Path
 
 from wm.errors import UserError
 
+SCRATCH = Path(".dvc/tmp/wm")  # DVC's scratch directory, in the repo (so on its filesystem)
+
 
 def _temporary(path):
-    """The temporary name `.{name}.tmp{pid}` for writing `path` in this process, after removing
-    the temporaries of `path` that no running process owns (a killed stage's)."""
-    for stale in path.parent.glob(f".{path.name}.tmp*"):
+    """A temporary name for writing `path` in this process, `<name>.tmp<pid>`: in DVC's scratch
+    directory when `path` is in the repo we run in (a killed stage's temporaries then never
+    show among the outputs, even when DVC restores those from its run cache and runs nothing
+    of ours), else beside `path`. Temporaries of `path` that no running process owns (a killed
+    stage's) are removed first."""
+    inside = SCRATCH.parent.is_dir() and path.resolve().is_relative_to(Path.cwd().resolve())
+    if inside:
+        SCRATCH.mkdir(exist_ok=True)
+        tmp = SCRATCH / f"{str(path.resolve().relative_to(Path.cwd().resolve())).replace(os.sep, '__')}.tmp"
+    else:
+        tmp = path.with_name(f".{path.name}.tmp")
+    for stale in tmp.parent.glob(f"{tmp.name}*"):
         pid = stale.name.rsplit(".tmp", 1)[1]
         if not (pid.isdigit() and _running(int(pid))):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+    return tmp.with_name(f"{tmp.name}{os.getpid()}")
 
 
 def _running(pid):

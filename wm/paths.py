@@ -3,6 +3,7 @@
 from pathlib import Path
 
 # data and models (DVC outs, cached)
+PARAMS_OK = Path("data/params.ok")  # written once params.yaml is valid (stage params)
 ROLLOUTS = Path("data/rollouts")
 LATENTS = Path("data/latents")
 PPO_MODEL = Path("models/ppo.pt")
