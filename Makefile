@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # `make compare`: dvc exp show without timings, per-step curves, hashes and secondary losses
 EXP_DROP := Created|(data|models|stages|wm)/.*|.*(seconds|per_second|\.std|\.min|\.max|mean_steps|json:step|finalist|best_so_far|json:frames|json:episodes|json:timesteps)|video\..*|.*(train|eval|generation|select)\..*|val\.(kl|loss|reward_mse|done_bce)|dream_reward
 
-.PHONY: setup repro test lint compare clean-venv
+.PHONY: setup repro test lint compare pull clean-venv
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: lint
 
 compare: setup
 	$(BIN)/dvc exp show --only-changed --drop '$(EXP_DROP)'
+
+pull: setup
+	@$(BIN)/dvc pull || { echo "error: dvc pull could not fetch this revision's data (what it missed is above):" \
+		"if nobody pushed it to this remote, build it with 'make repro', or fetch it from a remote that" \
+		"holds it (README, Sharing weights)" >&2; exit 1; }
 
 clean-venv:
 	rm -rf $(VENV)

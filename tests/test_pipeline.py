@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -353,7 +354,7 @@ def saved_generations(path):
 
 def test_controller_stage_killed_mid_run_resumes_to_the_same_bytes(repo):
     edit_params(repo, "controller", generations=30)
-    progress = repo / ".progress" / "controller.npz"
+    progress = repo / ".dvc/tmp/wm/progress/controller.npz"
     try:
         run(repo, "python", "-m", "stages.controller")
         whole = digest(repo, CONTROLLER_OUTS)
@@ -404,10 +405,10 @@ def kill_stage_while_dvc_runs_it(repo, stage, sign):
 @pytest.mark.parametrize(
     "stage, sign, edit",
     [
-        ("collect", "data/.rollouts.tmp*", {}),  # its episodes' directory, being filled
+        ("collect", ".dvc/tmp/wm/data__rollouts.tmp*", {}),  # its episodes' directory, being filled
         ("vae", "metrics/vae/metrics.json", {"vae": {"epochs": 2}}),  # after epoch 1 of 2
         ("mdnrnn", "metrics/mdnrnn/metrics.json", {}),  # after epoch 1 of 2
-        ("controller", ".progress/controller.npz", {}),  # after generation 1 of 2
+        ("controller", ".dvc/tmp/wm/progress/controller.npz", {}),  # after generation 1 of 2
     ],
 )
 def test_a_stage_killed_mid_run_reruns_cleanly(repo, stage, sign, edit):
@@ -417,7 +418,7 @@ def test_a_stage_killed_mid_run_reruns_cleanly(repo, stage, sign, edit):
         assert kill_stage_while_dvc_runs_it(repo, stage, sign) != 0  # it died before finishing
         run(repo, "dvc", "repro")
         assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
-        assert not leftovers(repo) and not list((repo / ".progress").glob("*"))
+        assert not leftovers(repo)
         workers = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True)
         assert not workers.stdout.strip()  # no env worker outlived its stage
     finally:
@@ -434,3 +435,88 @@ def test_push_then_pull_restores_identical_files(repo):
     run(repo, "dvc", "pull")
     assert digest(repo) == before
     assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+@pytest.fixture
+def s3_server(tmp_path):
+    """moto's standalone S3 server on 127.0.0.1 (as DVC's own tests use it), with one bucket;
+    yields its endpoint URL, stops it after the test."""
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="wm-test",
+            aws_secret_access_key="wm-secret",
+            region_name="us-east-1",
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket="worldmodels")
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def use_s3_remote(repo, endpoint):
+    """The S3 remote, its address and credentials in .dvc/config.local only (never in git)."""
+    run(repo, "dvc", "remote", "add", "--local", "-f", "s3", "s3://worldmodels/store")
+    run(repo, "dvc", "remote", "modify", "--local", "s3", "endpointurl", endpoint)
+    run(repo, "dvc", "remote", "modify", "--local", "s3", "access_key_id", "wm-test")
+    run(repo, "dvc", "remote", "modify", "--local", "s3", "secret_access_key", "wm-secret")
+
+
+def test_push_to_s3_then_pull_into_a_fresh_clone_gives_identical_files(repo, s3_server, tmp_path):
+    use_s3_remote(repo, s3_server)
+    try:
+        run(repo, "dvc", "push", "-r", "s3")
+        clone = tmp_path / "clone"
+        run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+        use_s3_remote(clone, s3_server)
+        run(clone, "dvc", "pull", "-r", "s3")
+        assert digest(clone) == digest(repo) and len(digest(repo)) > 10
+        assert run(clone, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+        for checkout in (repo, clone):  # credentials stay out of what git tracks
+            assert "wm-secret" not in (checkout / ".dvc" / "config").read_text()
+            assert not run(checkout, "git", "grep", "-I", "wm-secret", check=False).stdout
+    finally:
+        (repo / ".dvc" / "config.local").unlink(missing_ok=True)
+
+
+def test_trained_models_are_fetched_by_artifact_name(repo, tmp_path):
+    run(repo, "dvc", "push", "-r", "local")
+    for name, path in (("controller", "models/controller.pt"), ("vae", "models/vae.pt")):
+        out = tmp_path / name
+        run(tmp_path, "dvc", "artifacts", "get", str(repo), name, "-o", str(out))
+        assert out.read_bytes() == (repo / path).read_bytes()
+    only = tmp_path / "get"
+    run(tmp_path, "dvc", "get", str(repo), "models/mdnrnn.pt", "-o", str(only))
+    assert only.read_bytes() == (repo / "models/mdnrnn.pt").read_bytes()
+
+
+def test_pull_from_an_empty_remote_says_to_build(repo, tmp_path):
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    (tmp_path / "empty").mkdir()
+    run(clone, "dvc", "remote", "add", "--local", "-d", "empty", str(tmp_path / "empty"))
+    result = run(clone, "make", "pull", f"BIN={Path(sys.executable).parent}", check=False)
+    assert result.returncode != 0
+    assert "if nobody pushed it to this remote, build it with 'make repro'" in result.stderr

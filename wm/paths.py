@@ -30,5 +30,6 @@ DREAM_METRICS = Path("metrics/dream.json")
 
 # wall-clock seconds and rates per stage (not tracked: they differ between identical runs)
 TIMINGS = Path("timings")
-# progress of long stages, for resuming after a kill (not tracked, deleted when the stage ends)
-PROGRESS = Path(".progress")
+# progress of long stages, for resuming after a kill: in DVC's scratch directory (untracked; deleted
+# when the stage ends, and never among the outputs, even when DVC restores them from its run cache)
+PROGRESS = Path(".dvc/tmp/wm/progress")
