@@ -437,6 +437,9 @@ def test_push_then_pull_restores_identical_files(repo):
     assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
 
 
+SECRET = f"wm-secret-{os.getpid()}-{time.time_ns()}"  # appears nowhere in the repo unless leaked
+
+
 @pytest.fixture
 def s3_server(tmp_path):
     """moto's standalone S3 server on 127.0.0.1 (as DVC's own tests use it), with one bucket;
@@ -458,7 +461,7 @@ def s3_server(tmp_path):
             "s3",
             endpoint_url=endpoint,
             aws_access_key_id="wm-test",
-            aws_secret_access_key="wm-secret",
+            aws_secret_access_key=SECRET,
             region_name="us-east-1",
         )
         deadline = time.monotonic() + 30
@@ -481,7 +484,7 @@ def use_s3_remote(repo, endpoint):
     run(repo, "dvc", "remote", "add", "--local", "-f", "s3", "s3://worldmodels/store")
     run(repo, "dvc", "remote", "modify", "--local", "s3", "endpointurl", endpoint)
     run(repo, "dvc", "remote", "modify", "--local", "s3", "access_key_id", "wm-test")
-    run(repo, "dvc", "remote", "modify", "--local", "s3", "secret_access_key", "wm-secret")
+    run(repo, "dvc", "remote", "modify", "--local", "s3", "secret_access_key", SECRET)
 
 
 def test_push_to_s3_then_pull_into_a_fresh_clone_gives_identical_files(repo, s3_server, tmp_path):
@@ -495,8 +498,8 @@ def test_push_to_s3_then_pull_into_a_fresh_clone_gives_identical_files(repo, s3_
         assert digest(clone) == digest(repo) and len(digest(repo)) > 10
         assert run(clone, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
         for checkout in (repo, clone):  # credentials stay out of what git tracks
-            assert "wm-secret" not in (checkout / ".dvc" / "config").read_text()
-            assert not run(checkout, "git", "grep", "-I", "wm-secret", check=False).stdout
+            assert SECRET not in (checkout / ".dvc" / "config").read_text()
+            assert not run(checkout, "git", "grep", "-I", SECRET, check=False).stdout
     finally:
         (repo / ".dvc" / "config.local").unlink(missing_ok=True)
 
@@ -504,9 +507,14 @@ def test_push_to_s3_then_pull_into_a_fresh_clone_gives_identical_files(repo, s3_
 def test_trained_models_are_fetched_by_artifact_name(repo, tmp_path):
     run(repo, "dvc", "push", "-r", "local")
     for name, path in (("controller", "models/controller.pt"), ("vae", "models/vae.pt")):
-        out = tmp_path / name
-        run(tmp_path, "dvc", "artifacts", "get", str(repo), name, "-o", str(out))
-        assert out.read_bytes() == (repo / path).read_bytes()
+        # a version is registered with an annotated tag (as GTO writes it): name@vX.Y.Z
+        run(repo, "git", "tag", "-a", f"{name}@v1.0.0", "-m", f"Registering artifact {name} version v1.0.0")
+        try:
+            out = tmp_path / name
+            run(tmp_path, "dvc", "artifacts", "get", str(repo), name, "--rev", "v1.0.0", "-o", str(out))
+            assert out.read_bytes() == (repo / path).read_bytes()
+        finally:
+            run(repo, "git", "tag", "-d", f"{name}@v1.0.0")
     only = tmp_path / "get"
     run(tmp_path, "dvc", "get", str(repo), "models/mdnrnn.pt", "-o", str(only))
     assert only.read_bytes() == (repo / "models/mdnrnn.pt").read_bytes()
