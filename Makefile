@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 # the stages' `python -m stages.X` must find the venv's python, activated or not
 export PATH := $(abspath $(BIN)):$(PATH)
 # `make compare`: dvc exp show without timings, per-step curves, hashes and secondary losses
-EXP_DROP := Created|(data|models|stages|wm)/.*|.*(seconds|per_second|\.std|\.min|\.max|mean_steps|json:step|finalist|best_so_far|json:frames|json:episodes|json:timesteps)|video\..*|.*(train|eval|generation|select)\..*|val\.(kl|loss|reward_mse|done_bce)|dream_reward
+EXP_DROP := Created|params\.yaml|(data|models|stages|wm)/.*|max_done_probability|real_reward|.*(seconds|per_second|\.std|\.min|\.max|mean_steps|json:step|finalist|best_so_far|json:frames|json:episodes|json:timesteps)|video\..*|.*(train|eval|generation|select)\..*|val\.(kl|loss|reward_mse|done_bce)|dream_reward
 
 .PHONY: setup repro test lint compare pull clean-venv
 

@@ -1,6 +1,6 @@
 """End to end, on the real things: a temporary copy of this repo (its own git and DVC), the smoke
 profile, the real CarRacing-v3 (envpool for collect and CMA-ES, gymnasium and envpool in
-evaluate), `dvc repro` of all 10 stages, an experiment, a push and pull through a temporary
+evaluate), `dvc repro` of all 11 stages, an experiment, a push and pull through a temporary
 local remote, and the stages' errors on bad inputs. Each test leaves the repo as the fixture
 made it, so they pass in any order."""
 

@@ -10,6 +10,7 @@ repo, so this checkout is not touched. Metrics are digested without their wall-c
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -71,16 +72,24 @@ def copy_tree(rev, dst):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def repro(rev, profile):
-    """Digest of a smoke-profile `dvc repro` of `rev` (None: the working tree)."""
-    with tempfile.TemporaryDirectory(prefix="wm-digest-") as tmp:
+@contextlib.contextmanager
+def project_copy(rev, profile):
+    """A temporary copy of `rev` (None: the working tree) with `profile` as its params.yaml and
+    its own git repo; yields (its path, the environment to run dvc and the stages in)."""
+    with tempfile.TemporaryDirectory(prefix="wm-copy-") as tmp:
         repo = Path(tmp)
         copy_tree(rev, repo)
         shutil.copy(repo / profile, repo / "params.yaml")  # the profile as of that revision
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
         git = ["git", "-c", "user.name=digest", "-c", "user.email=digest@localhost"]
-        for command in (["git", "init", "-q"], ["git", "add", "-A"], git + ["commit", "-qm", "digest"]):
+        for command in (["git", "init", "-q"], ["git", "add", "-A"], git + ["commit", "-qm", "copy"]):
             subprocess.run(command, cwd=repo, env=env, check=True)
+        yield repo, env
+
+
+def repro(rev, profile):
+    """Digest of a `dvc repro` of `profile` in a copy of `rev` (None: the working tree)."""
+    with project_copy(rev, profile) as (repo, env):
         result = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             raise UserError(

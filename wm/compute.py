@@ -29,8 +29,10 @@ KERNEL_PINS = {
 def pin_kernels():
     """Pin the kernels and OpenBLAS's threads (KERNEL_PINS) for this process and its children,
     unless already set in the environment; x86-64 only (elsewhere the paths are others anyway).
-    Call before numpy or torch is imported: the stages' and tools' package __init__ does."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    `WM_KERNELS=native` in the environment leaves the libraries their own choice (faster on some
+    CPUs, other bytes on other CPUs). Call before numpy or torch is imported: the stages' and
+    tools' package __init__ does."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or os.environ.get("WM_KERNELS") == "native":
         return
     for name, value in KERNEL_PINS.items():
         os.environ.setdefault(name, value)

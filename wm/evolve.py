@@ -113,8 +113,8 @@ class Progress:
                     if str(saved["key"]) == key:
                         self.fitness = list(saved["fitness"])
                         self.digests = [str(d) for d in saved["digests"]]
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                pass  # a damaged file (killed mid-write is not possible: atomic) is a fresh start
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # written atomically, so rare
+                tqdm.write(f"{path}: unreadable saved progress ({type(err).__name__}); starting over")
 
     def __len__(self):
         return len(self.fitness)
@@ -166,5 +166,5 @@ def evolve(score, n_params, *, population, generations, sigma0, seed, live, fina
         live.log_metric("best_so_far", max(f for f, _ in best))
         live.next_step()
     best.sort(key=lambda item: -item[0])
-    finalists = [np.asarray(es.mean, np.float32)] + [params for _, params in best[:finalists]]
-    return finalists, np.stack(progress.fitness[:generations])
+    chosen = [np.asarray(es.mean, np.float32)] + [params for _, params in best[:finalists]]
+    return chosen, np.stack(progress.fitness[:generations])
