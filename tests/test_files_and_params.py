@@ -395,7 +395,8 @@ def test_ppo_checkpoint_round_trip_acts_like_the_trained_policy(tmp_path):
     from gymnasium import spaces
     from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
-    from wm.ppo import load_ppo, policy_config, save_ppo
+    from wm.io import save_checkpoint
+    from wm.ppo import load_ppo, policy_config
 
     torch.manual_seed(0)
     policy = ActorCriticCnnPolicy(
@@ -403,12 +404,12 @@ def test_ppo_checkpoint_round_trip_acts_like_the_trained_policy(tmp_path):
         spaces.Box(np.float32([-1, 0, 0]), np.float32([1, 1, 1])),
         lambda _: 0.0,
     )
-    save_ppo(tmp_path / "ppo.pt", policy_config(policy), policy.state_dict())
+    save_checkpoint(tmp_path / "ppo.pt", policy_config(policy), policy.state_dict())
     loaded = load_ppo(tmp_path / "ppo.pt")
     obs = np.random.default_rng(0).integers(0, 256, (5, 96, 96, 3), dtype=np.uint8)  # env frames, HWC
     np.testing.assert_array_equal(
         loaded.predict(obs, deterministic=True)[0], policy.eval().predict(obs, deterministic=True)[0]
     )
     # same weights, same bytes (torch names the archive's records after the file: same name)
-    save_ppo(tmp_path / "again" / "ppo.pt", policy_config(policy), policy.state_dict())
+    save_checkpoint(tmp_path / "again" / "ppo.pt", policy_config(policy), policy.state_dict())
     assert (tmp_path / "again" / "ppo.pt").read_bytes() == (tmp_path / "ppo.pt").read_bytes()

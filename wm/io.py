@@ -1,9 +1,9 @@
 """Atomic file writes, JSON metrics and torch checkpoints.
 
 Every writer in `wm` goes through `atomic_path` (a file) or `atomic_dir` (a directory of
-them): the data lands under a temporary name in the same directory and is renamed into place
-only once complete, so an interrupted stage never leaves a half-written file for DVC to cache.
-The one exception: Stable-Baselines3 writes the PPO stages' zips itself (wm/ppo.py).
+them): the data lands under a temporary name on the same filesystem (`_temporary`) and is
+renamed into place only once complete, so an interrupted stage never leaves a half-written
+file for DVC to cache.
 """
 
 import contextlib
@@ -26,10 +26,10 @@ def _temporary(path):
     show among the outputs, even when DVC restores those from its run cache and runs nothing
     of ours), else beside `path`. Temporaries of `path` that no running process owns (a killed
     stage's) are removed first."""
-    inside = SCRATCH.parent.is_dir() and path.resolve().is_relative_to(Path.cwd().resolve())
-    if inside:
+    full, root = path.resolve(), Path.cwd().resolve()
+    if SCRATCH.parent.is_dir() and full.is_relative_to(root):
         SCRATCH.mkdir(exist_ok=True)
-        tmp = SCRATCH / f"{str(path.resolve().relative_to(Path.cwd().resolve())).replace(os.sep, '__')}.tmp"
+        tmp = SCRATCH / f"{str(full.relative_to(root)).replace(os.sep, '__')}.tmp"
     else:
         tmp = path.with_name(f".{path.name}.tmp")
     for stale in tmp.parent.glob(f"{tmp.name}*"):
@@ -51,7 +51,7 @@ def _running(pid):
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds."""
+    """Yield a temporary path for `path` (`_temporary`); rename it onto `path` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
@@ -181,7 +181,8 @@ def load_model(path, cls, z_dim=None):
 
 @contextlib.contextmanager
 def atomic_dir(path):
-    """Yield a fresh temporary directory next to `path`; it replaces `path` if the block succeeds.
+    """Yield a fresh temporary directory for `path` (`_temporary`); it replaces `path` if the block
+    succeeds.
 
     A stage writing many files (episodes, latents) fills the temporary directory, so an
     interrupted run leaves no half-filled output directory behind.

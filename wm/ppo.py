@@ -66,10 +66,6 @@ def policy_config(policy):
     }
 
 
-def save_ppo(path, config, state_dict):
-    save_checkpoint(path, config, state_dict)
-
-
 def load_ppo(path):
     """The policy saved by `train_ppo` at `path`, rebuilt from its config, in eval mode; its
     `predict(obs (N, 96, 96, 3) uint8, deterministic=True)` gives (N, 3) actions."""
@@ -142,5 +138,5 @@ def train_ppo(cfg, max_steps, seed, device, out, live):
         env.close()
         eval_env.close()
     state_dict = keep_best.state_dict or model.policy.state_dict()  # None: no evaluation ran
-    save_ppo(out, policy_config(model.policy), {k: v.cpu() for k, v in state_dict.items()})
+    save_checkpoint(out, policy_config(model.policy), {k: v.cpu() for k, v in state_dict.items()})
     return float(eval_callback.best_mean_reward)
