@@ -9,6 +9,8 @@ env.backend: envpool, the controller is also run on envpool's port of the same s
 outs: metrics/eval.json; metrics/eval_drive.mp4
 """
 
+import contextlib
+
 import numpy as np
 
 from wm import paths
@@ -17,9 +19,10 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
-from wm.io import Timer, write_json
+from wm.executor import make_executor
+from wm.io import Timer, resolve_device, write_json
 from wm.rollout import drive
-from wm.vector_env import SingleEnv, make_vector_env
+from wm.vector_env import SingleEnv
 from wm.video import write_mp4
 from wm.world_model import load_agent, load_world_model
 
@@ -42,11 +45,12 @@ def run():
     use_threads(params.threads)
     cfg = params.evaluate
     world_model = load_world_model(params.vae.z_dim)
-    agent = load_agent(*world_model)
+    device = resolve_device(params.device)
+    agent = load_agent(*world_model, device=device)
     seeds = track_seeds("test", cfg.episodes)
     runs = [
         ("controller", agent, "gymnasium"),
-        ("controller_z", load_agent(*world_model, inputs="z"), "gymnasium"),
+        ("controller_z", load_agent(*world_model, inputs="z", device=device), "gymnasium"),
         ("ppo", build_policy("ppo"), "gymnasium"),
         ("ppo_baseline", build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
         ("random", build_policy("random"), "gymnasium"),
@@ -56,13 +60,18 @@ def run():
     timer = Timer("evaluate")
     seconds = {}  # per policy
     results = {"test_seeds": seeds}
-    for name, policy, backend in runs:
-        started = timer.seconds
-        with make_vector_env(backend, params.env.max_steps, cfg.workers) as venv:
+    with contextlib.ExitStack() as stack:
+        executors = {}  # by backend, made when first needed
+        for name, policy, backend in runs:
+            started = timer.seconds
+            if backend not in executors:
+                executors[backend] = stack.enter_context(
+                    make_executor(backend, params.env.max_steps, cfg.workers, params.threads)
+                )
             results[name] = summary(
-                drive(venv, policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
+                executors[backend].drive(policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
             )
-        seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
+            seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
     with SingleEnv(params.env.max_steps, render_mode="rgb_array") as env:
         (video,) = drive(env, agent, seeds[:1], 1, render=True)
     write_mp4(paths.EVAL_VIDEO, video.renders, fps=50)
