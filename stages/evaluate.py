@@ -9,8 +9,6 @@ env.backend: envpool, the controller is also run on envpool's port of the same s
 outs: metrics/eval.json; metrics/eval_drive.mp4
 """
 
-import contextlib
-
 import numpy as np
 
 from wm import paths
@@ -60,18 +58,14 @@ def run():
     timer = Timer("evaluate")
     seconds = {}  # per policy
     results = {"test_seeds": seeds}
-    with contextlib.ExitStack() as stack:
-        executors = {}  # by backend, made when first needed
-        for name, policy, backend in runs:
-            started = timer.seconds
-            if backend not in executors:
-                executors[backend] = stack.enter_context(
-                    make_executor(backend, params.env.max_steps, cfg.workers, params.threads)
+    for backend in dict.fromkeys(backend for _, _, backend in runs):  # one executor at a time
+        with make_executor(backend, params.env.max_steps, cfg.workers, params.threads) as executor:
+            for name, policy, _ in (run for run in runs if run[2] == backend):
+                started = timer.seconds
+                results[name] = summary(
+                    executor.drive(policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
                 )
-            results[name] = summary(
-                executors[backend].drive(policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
-            )
-            seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
+                seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
     with SingleEnv(params.env.max_steps, render_mode="rgb_array") as env:
         (video,) = drive(env, agent, seeds[:1], 1, render=True)
     write_mp4(paths.EVAL_VIDEO, video.renders, fps=50)

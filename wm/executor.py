@@ -41,6 +41,7 @@ from wm.vector_env import make_vector_env
 
 EXECUTORS = ("local", "ray")
 REACH_SECONDS = 10  # to reach RAY_ADDRESS before giving up
+ACTOR_START_SECONDS = 180  # for every actor to be up (imports, envs) before giving up
 TASK_RETRIES = 3  # a batch whose actor died is rerun on its restarted actor this many times
 
 
@@ -235,7 +236,14 @@ class RayExecutor(_Closing):
         remote = ray.remote(num_cpus=actor_cpus, max_restarts=-1, max_task_retries=TASK_RETRIES)(DriveActor)
         self.actors = [remote.remote(backend, max_steps, actor_cpus, threads) for _ in range(actors)]
         try:  # wait for every actor to be up, so that one that cannot start says so here
-            nodes = ray.get([actor.node.remote() for actor in self.actors])
+            nodes = ray.get([actor.node.remote() for actor in self.actors], timeout=ACTOR_START_SECONDS)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise UserError(
+                f"Ray: {actors} actors of {actor_cpus} CPU did not start within {ACTOR_START_SECONDS} s "
+                f"(the cluster has {ray.available_resources().get('CPU', 0):g} CPUs free of "
+                f"{ray.cluster_resources().get('CPU', 0):g}; WM_RAY_ACTORS sets fewer)"
+            ) from None
         except ray.exceptions.RayError as err:
             self.close()
             raise UserError(f"Ray: an actor could not start ({_first_line(err)})") from None
