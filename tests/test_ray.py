@@ -84,7 +84,7 @@ def test_a_stage_killed_on_the_cluster_resumes_like_a_local_one(repo, longer_con
         kill -9 $stage; wait $stage
         python -m stages.controller""",
     )
-    assert "resuming CMA-ES after generation" in result.stderr
+    assert "resuming CMA-ES after generation" in result.stdout + result.stderr
     assert digest(repo, CONTROLLER_OUTS) == longer_controller
     assert not leftovers(repo)
 
