@@ -45,18 +45,14 @@ PAPER = {"population": 64, "rollouts": 16, "generations": 2000}  # the paper's C
 MODEL_CPUS = (16, 64)
 
 
-def generation_seconds(executor, agent, candidates, *, batch_size, rollouts, repeats):
-    """(median seconds, median env steps) of one CMA-ES generation's scoring, as RealScore does it
-    (every candidate on the generation's `rollouts` tracks), once per repeat on new tracks."""
-    times, steps = [], []
+def generation(executor, agent, candidates, generation, *, batch_size, rollouts):
+    """(seconds, env steps) of one CMA-ES generation's scoring, as RealScore does it (every
+    candidate on the generation's `rollouts` tracks)."""
     controllers = np.repeat(np.asarray(candidates, np.float32), rollouts, axis=0)
-    for generation in range(repeats):
-        seeds = track_seeds("controller", rollouts, start=generation * rollouts)
-        start = time.perf_counter()
-        driven = executor.drive(agent, seeds * len(candidates), batch_size, controllers=controllers)
-        times.append(time.perf_counter() - start)
-        steps.append(sum(r.steps for r in driven))
-    return statistics.median(times), int(statistics.median(steps))
+    seeds = track_seeds("controller", rollouts, start=generation * rollouts)
+    start = time.perf_counter()
+    driven = executor.drive(agent, seeds * len(candidates), batch_size, controllers=controllers)
+    return time.perf_counter() - start, sum(r.steps for r in driven)
 
 
 def task_overhead(executor, calls=200):
@@ -85,16 +81,26 @@ def run():
     agent = WorldModelAgent(vae, mdnrnn, controller)
     rng = np.random.default_rng(params.seed)
     candidates = list(rng.standard_normal((cfg.population, controller.size)) * cfg.sigma0)
-    common = dict(batch_size=env.batch_size, rollouts=cfg.rollouts, repeats=args.repeats)
+    common = dict(batch_size=env.batch_size, rollouts=cfg.rollouts)
 
     torch.set_num_threads(params.threads)
-    results = {}
-    with LocalExecutor(env.backend, env.max_steps, cfg.workers) as local:
-        results["local"] = figures(*generation_seconds(local, agent, candidates, **common))
-    for actors in (1, 2):
-        with RayExecutor(env.backend, env.max_steps, threads=params.threads, actors=actors) as ray:
-            results[f"ray_{actors}"] = figures(*generation_seconds(ray, agent, candidates, **common))
-            results[f"ray_{actors}"]["task_overhead_ms"] = round(task_overhead(ray) * 1000, 2)
+    # the three paths take turns, generation by generation, so that a machine whose speed drifts
+    # (shared hosts do) slows them alike; "ray 1" is the first actor of the two
+    runs = {"local": [], "ray_1": [], "ray_2": []}
+    with (
+        LocalExecutor(env.backend, env.max_steps, cfg.workers) as local,
+        RayExecutor(env.backend, env.max_steps, threads=params.threads, actors=2) as ray,
+    ):
+        both = ray.actors
+        for repeat in range(args.repeats):
+            runs["local"].append(generation(local, agent, candidates, repeat, **common))
+            ray.actors = both[:1]
+            runs["ray_1"].append(generation(ray, agent, candidates, repeat, **common))
+            ray.actors = both
+            runs["ray_2"].append(generation(ray, agent, candidates, repeat, **common))
+        overhead = task_overhead(ray)
+    results = {name: figures(times) for name, times in runs.items()}
+    results["task_overhead_ms"] = round(overhead * 1000, 2)
 
     # bytes moved per generation: the batches out, the Rollouts back, and the agent once per run
     episode_seeds = list(range(cfg.population * cfg.rollouts))
@@ -111,7 +117,6 @@ def run():
     one, two = (results[name]["seconds_per_generation"] for name in ("ray_1", "ray_2"))
     results["parallel_efficiency_1_to_2_actors"] = round(one / two / 2, 3)
     results["ray_2_over_local"] = round(two / results["local"]["seconds_per_generation"], 3)
-    overhead = results["ray_1"]["task_overhead_ms"] / 1000
     results["model"] = paper_model(one, len(work), overhead, env.batch_size)
     results["setup"] = {
         "population": cfg.population,
@@ -128,14 +133,20 @@ def run():
         print(f"| {name} | {row['seconds_per_generation']} | {row['env_steps_per_second']} |")
     print(
         f"efficiency 1->2 actors {results['parallel_efficiency_1_to_2_actors']}, ray 2 / local "
-        f"{results['ray_2_over_local']}, task overhead {results['ray_1']['task_overhead_ms']} ms"
+        f"{results['ray_2_over_local']}, task overhead {results['task_overhead_ms']} ms"
     )
     for cpus, model in results["model"].items():
         print(f"paper profile on {cpus}: {model['seconds_per_generation']} s/generation, {model['hours']} h")
 
 
-def figures(seconds, steps):
-    return {"seconds_per_generation": round(seconds, 2), "env_steps_per_second": round(steps / seconds)}
+def figures(runs):
+    """Medians of (seconds, steps) runs, and each run's seconds."""
+    seconds = statistics.median(s for s, _ in runs)
+    return {
+        "seconds_per_generation": round(seconds, 2),
+        "env_steps_per_second": round(statistics.median(n / s for s, n in runs)),
+        "each_seconds": [round(s, 2) for s, _ in runs],
+    }
 
 
 def paper_model(one_actor_seconds, batches_per_generation, overhead, batch_size):

@@ -17,7 +17,7 @@ import numpy as np
 
 from wm.env import ACTION_DIM, FRAME_SIZE
 from wm.errors import UserError
-from wm.io import write_bytes
+from wm.io import atomic_path
 
 FRAME_SHAPE = (FRAME_SIZE, FRAME_SIZE, 3)  # a model frame, uint8 RGB
 
@@ -119,7 +119,13 @@ def episode_npz(episode):
 
 
 def save_episode(path, episode):
-    write_bytes(path, episode_npz(episode))
+    write_file(path, episode_npz(episode))
+
+
+def write_file(path, data):
+    """Write the bytes of an episode or latent file to `path`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def load_episode(path):
@@ -144,7 +150,7 @@ def load_episode(path):
 
 
 def save_latents(path, latents):
-    write_bytes(
+    write_file(
         path,
         _npz(
             {

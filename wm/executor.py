@@ -296,12 +296,11 @@ class RayExecutor(_Closing):
         return self._run(policy, batches(seeds, batch_size, controllers), False, desc, None)
 
     def collect(self, policy, seeds, batch_size, *, out_dir, desc=None):
-        from wm.episodes import episode_name
-        from wm.io import write_bytes
+        from wm.episodes import episode_name, write_file
 
         def write(batch, rollouts, files):
             for i, data in enumerate(files):
-                write_bytes(out_dir / episode_name(batch.start + i), data)
+                write_file(out_dir / episode_name(batch.start + i), data)
 
         return self._run(policy, batches(seeds, batch_size), True, desc, write)
 

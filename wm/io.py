@@ -62,11 +62,6 @@ def atomic_path(path):
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes(path, data):
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_json(path, data):
     """Write `data` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
@@ -141,12 +136,8 @@ def resolve_device(name):
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(name, False):
-        raise UserError(
-            f"params.yaml: device is {name} but no {name.upper()} device is available here "
-            f"(available: {', '.join(n for n, ok in available.items() if ok)}; auto picks one)"
-        )
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("params.yaml: device is cuda but no CUDA device is available")
     return torch.device(name)
 
 
