@@ -12,9 +12,8 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
+from wm.executor import make_executor
 from wm.io import Timer, atomic_dir, write_json
-from wm.rollout import collect
-from wm.vector_env import make_vector_env
 
 
 @main
@@ -26,12 +25,10 @@ def run():
     timer = Timer("collect")
     with (
         atomic_dir(paths.ROLLOUTS) as out_dir,
-        make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv,
+        make_executor(params.env.backend, params.env.max_steps, cfg.workers, params.threads) as executor,
     ):
         seeds = track_seeds("collect", cfg.episodes)
-        rollouts = collect(
-            venv, policy, seeds, batch_size=params.env.batch_size, out_dir=out_dir, desc="collect"
-        )
+        rollouts = executor.collect(policy, seeds, params.env.batch_size, out_dir=out_dir, desc="collect")
     steps = sum(r.steps for r in rollouts)
     returns = [r.total_reward for r in rollouts]
     write_json(

@@ -23,8 +23,8 @@ from wm.dream import dream_starts
 from wm.env import track_seeds
 from wm.errors import UserError, main
 from wm.evolve import DreamScore, Progress, RealScore, evolve, mean_returns
-from wm.io import Timer, fingerprint, open_live, write_tsv
-from wm.vector_env import make_vector_env
+from wm.executor import make_executor
+from wm.io import Timer, fingerprint, open_live, resolve_device, write_tsv
 from wm.world_model import WorldModelAgent, load_world_model
 
 
@@ -39,7 +39,7 @@ def run():
     cfg = params.controller
     vae, mdnrnn = load_world_model(params.vae.z_dim)
     controller = Controller(vae.z_dim, mdnrnn.hidden if inputs == "zh" else 0, cfg.hidden)
-    agent = WorldModelAgent(vae, mdnrnn, controller)
+    agent = WorldModelAgent(vae, mdnrnn, controller, resolve_device(params.device))
     stage = "controller" if inputs == "zh" else "controller_z"
     timer = Timer(stage)
     # what the run depends on: its params, its inputs, the code; saved progress of another is ignored
@@ -48,17 +48,18 @@ def run():
     run_params = {
         "seed": params.seed,
         "threads": params.threads,
+        "device": params.device,
         "env": dataclasses.asdict(params.env),
         "controller": dataclasses.asdict(cfg),
         "inputs": inputs,
     }
     progress = Progress(paths.PROGRESS / f"{stage}.npz", fingerprint(run_params, depends + code))
     with (
-        make_vector_env(params.env.backend, params.env.max_steps, cfg.workers) as venv,
+        make_executor(params.env.backend, params.env.max_steps, cfg.workers, params.threads) as executor,
         open_live(paths.CONTROLLER_METRICS[inputs]) as live,
     ):
         if cfg.mode == "real":
-            score = RealScore(venv, agent, batch_size=params.env.batch_size, rollouts=cfg.rollouts)
+            score = RealScore(executor, agent, batch_size=params.env.batch_size, rollouts=cfg.rollouts)
         else:
             score = DreamScore(
                 mdnrnn,
@@ -82,7 +83,9 @@ def run():
         )
         # tracks after those the real mode trained on
         seeds = track_seeds("controller", cfg.select_tracks, start=cfg.generations * cfg.rollouts)
-        returns = mean_returns(venv, agent, finalists, seeds, batch_size=params.env.batch_size, desc="select")
+        returns = mean_returns(
+            executor, agent, finalists, seeds, batch_size=params.env.batch_size, desc="select"
+        )
         pick = int(returns.argmax())
         live.log_metric("select/return", float(returns[pick]), plot=False)
         live.log_metric("select/finalist", pick, plot=False)  # 0: CMA-ES's mean

@@ -12,7 +12,7 @@ from wm.config import load_params
 from wm.dream import dream_rollout
 from wm.env import track_seeds
 from wm.errors import main
-from wm.io import Timer, write_json
+from wm.io import Timer, resolve_device, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import side_by_side, write_mp4
@@ -24,7 +24,7 @@ def run():
     params = load_params()
     use_threads(params.threads)
     cfg = params.dream
-    agent = load_agent(*load_world_model(params.vae.z_dim))
+    agent = load_agent(*load_world_model(params.vae.z_dim), device=resolve_device(params.device))
     timer = Timer("dream")
     seed = track_seeds("dream", 1)[0]
     with SingleEnv(params.env.max_steps) as env:

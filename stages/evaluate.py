@@ -17,9 +17,10 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
-from wm.io import Timer, write_json
+from wm.executor import make_executor
+from wm.io import Timer, resolve_device, write_json
 from wm.rollout import drive
-from wm.vector_env import SingleEnv, make_vector_env
+from wm.vector_env import SingleEnv
 from wm.video import write_mp4
 from wm.world_model import load_agent, load_world_model
 
@@ -42,11 +43,12 @@ def run():
     use_threads(params.threads)
     cfg = params.evaluate
     world_model = load_world_model(params.vae.z_dim)
-    agent = load_agent(*world_model)
+    device = resolve_device(params.device)
+    agent = load_agent(*world_model, device=device)
     seeds = track_seeds("test", cfg.episodes)
     runs = [
         ("controller", agent, "gymnasium"),
-        ("controller_z", load_agent(*world_model, inputs="z"), "gymnasium"),
+        ("controller_z", load_agent(*world_model, inputs="z", device=device), "gymnasium"),
         ("ppo", build_policy("ppo"), "gymnasium"),
         ("ppo_baseline", build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
         ("random", build_policy("random"), "gymnasium"),
@@ -56,13 +58,14 @@ def run():
     timer = Timer("evaluate")
     seconds = {}  # per policy
     results = {"test_seeds": seeds}
-    for name, policy, backend in runs:
-        started = timer.seconds
-        with make_vector_env(backend, params.env.max_steps, cfg.workers) as venv:
-            results[name] = summary(
-                drive(venv, policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
-            )
-        seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
+    for backend in dict.fromkeys(backend for _, _, backend in runs):  # one executor at a time
+        with make_executor(backend, params.env.max_steps, cfg.workers, params.threads) as executor:
+            for name, policy, _ in (run for run in runs if run[2] == backend):
+                started = timer.seconds
+                results[name] = summary(
+                    executor.drive(policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
+                )
+                seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
     with SingleEnv(params.env.max_steps, render_mode="rgb_array") as env:
         (video,) = drive(env, agent, seeds[:1], 1, render=True)
     write_mp4(paths.EVAL_VIDEO, video.renders, fps=50)

@@ -9,7 +9,8 @@ import torch
 from wm.agents import MixPolicy, PPOPolicy, RandomPolicy
 from wm.controller import Controller
 from wm.env import BACKENDS
-from wm.evolve import Population
+from wm.errors import UserError
+from wm.executor import LocalExecutor, Population, batches, make_executor
 from wm.mdnrnn import MDNRNN
 from wm.rollout import drive
 from wm.vae import ConvVAE
@@ -85,6 +86,41 @@ def test_population_gives_each_episode_its_own_controller():
         with pytest.raises(ValueError, match="5 controllers"):
             drive(venv, Population(agent, params), seeds + [36], batch_size=2)
     assert len({round(r.total_reward, 3) for r in batched}) > 1
+
+
+def test_executor_batches_are_the_batches_drive_forms():
+    params = np.arange(5 * 2, dtype=np.float32).reshape(5, 2)
+    cut = batches([31, 32, 33, 34, 35], 2, params)
+    assert [(b.start, b.seeds) for b in cut] == [(0, [31, 32]), (2, [33, 34]), (4, [35])]
+    np.testing.assert_array_equal(np.concatenate([b.controllers for b in cut]), params)
+    assert all(b.controllers is None for b in batches([1, 2, 3], 2))
+
+
+def test_local_executor_drives_a_population_as_drive_does():
+    torch.manual_seed(0)
+    vae, mdnrnn = ConvVAE(8).eval(), MDNRNN(8, hidden=16, mixtures=2).eval()
+    controller = Controller(8, 16)
+    params = np.random.default_rng(1).standard_normal((3, controller.size)).astype(np.float32)
+    agent, seeds = WorldModelAgent(vae, mdnrnn, controller), [41, 42, 43]
+    with LocalExecutor("envpool", 30, 2) as executor:
+        returns = [r.total_reward for r in executor.drive(agent, seeds, 2, controllers=params)]
+        expected = [r.total_reward for r in drive(executor.venv, Population(agent, params), seeds, 2)]
+    assert returns == expected
+
+
+@pytest.mark.parametrize(
+    "variables, message",
+    [
+        ({"WM_EXECUTOR": "spark"}, "WM_EXECUTOR=spark: unknown executor (known: local, ray)"),
+        ({"WM_EXECUTOR": "ray", "WM_RAY_ACTORS": "0"}, "WM_RAY_ACTORS=0: expected a whole number >= 1"),
+        ({"WM_EXECUTOR": "ray", "WM_RAY_ACTOR_CPUS": "two"}, "WM_RAY_ACTOR_CPUS=two: expected"),
+    ],
+)
+def test_bad_executor_settings_are_named(monkeypatch, variables, message):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_executor("envpool", 30, 2, 2)
 
 
 def test_batched_world_model_agent_acts_like_separate_agents():

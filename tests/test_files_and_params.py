@@ -13,7 +13,7 @@ from wm.controller import Controller, load_controller, n_params, save_controller
 from wm.data import make_sequences, split_files
 from wm.episodes import Episode, Latents, list_files, load_episode, load_latents, save_episode, save_latents
 from wm.errors import UserError
-from wm.io import atomic_path, load_model, save_checkpoint
+from wm.io import atomic_path, load_model, resolve_device, save_checkpoint
 from wm.mdnrnn import MDNRNN
 from wm.vae import ConvVAE
 
@@ -413,3 +413,19 @@ def test_ppo_checkpoint_round_trip_acts_like_the_trained_policy(tmp_path):
     # same weights, same bytes (torch names the archive's records after the file: same name)
     save_checkpoint(tmp_path / "again" / "ppo.pt", policy_config(policy), policy.state_dict())
     assert (tmp_path / "again" / "ppo.pt").read_bytes() == (tmp_path / "ppo.pt").read_bytes()
+
+
+def test_devices_resolve_or_are_named():
+    from stages.params import check_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    check_device("cpu")
+    check_device("auto")
+    for name, available in (("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available())):
+        if available:
+            assert resolve_device(name).type == name
+            check_device(name)
+        else:
+            with pytest.raises(UserError, match=f"device is {name} but this machine has no {name.upper()}"):
+                check_device(name)

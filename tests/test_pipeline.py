@@ -4,10 +4,8 @@ evaluate), `dvc repro` of all 11 stages, an experiment, a push and pull through 
 local remote, and the stages' errors on bad inputs. Each test leaves the repo as the fixture
 made it, so they pass in any order."""
 
-import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -21,109 +19,21 @@ import pytest
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-STAGES = [
-    "params",
-    "ppo",
-    "ppo_baseline",
-    "collect",
-    "vae",
-    "encode",
-    "mdnrnn",
-    "controller",
-    "controller_z",
-    "evaluate",
-    "dream",
-]
-VAE_DOWNSTREAM = {"vae", "encode", "mdnrnn", "controller", "controller_z", "evaluate", "dream"}
-OUTS = [
-    "models/ppo.pt",
-    "models/ppo_baseline.pt",
-    "data/rollouts",
-    "models/vae.pt",
-    "data/latents",
-    "models/mdnrnn.pt",
-    "models/controller.pt",
-    "models/controller_z.pt",
-    "metrics/eval_drive.mp4",
-    "metrics/dream.mp4",
-]
-METRICS = [
-    "metrics/ppo/metrics.json",
-    "metrics/ppo_baseline/metrics.json",
-    "metrics/collect.json",
-    "metrics/vae/metrics.json",
-    "metrics/encode.json",
-    "metrics/mdnrnn/metrics.json",
-    "metrics/controller/metrics.json",
-    "metrics/controller_z/metrics.json",
-    "metrics/eval.json",
-    "metrics/dream.json",
-]
-ENV = {
-    **os.environ,
-    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    "DVC_NO_ANALYTICS": "1",
-    "SDL_VIDEODRIVER": "dummy",
-    "GIT_AUTHOR_NAME": "test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
+from tests.e2e import (
+    ENV,
+    METRICS,
+    OUTS,
+    VAE_DOWNSTREAM,
+    digest,
+    edit_params,
+    error_of,
+    leftovers,
+    restore,
+    run,
+    stages_run,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def run(cwd, *args, check=True):
-    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result
-
-
-def stages_run(output):
-    return re.findall(r"Running stage '(\w+)'", output)
-
-
-def digest(repo, outs=OUTS):
-    """md5 of every file under the outs, by relative path."""
-    hashes = {}
-    for out in outs:
-        path = repo / out
-        for file in sorted([path] if path.is_file() else path.rglob("*")):
-            if file.is_file():
-                hashes[str(file.relative_to(repo))] = hashlib.md5(file.read_bytes()).hexdigest()
-    return hashes
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A fresh copy of the project's files with its own git repo and remote, after `dvc repro`
-    on the smoke profile."""
-    base = tmp_path_factory.mktemp("e2e")
-    repo = base / "repo"
-    files = run(ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard").stdout.split()
-    for name in files:
-        if (
-            (ROOT / name).is_file()
-            and not name.startswith(("data/", "models/", "metrics/"))
-            and name != "dvc.lock"
-        ):
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    shutil.copy(repo / "profiles" / "smoke.yaml", repo / "params.yaml")
-    run(repo, "git", "init", "-q")
-    run(repo, "dvc", "remote", "add", "-f", "-d", "local", str(base / "remote"))
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "smoke")
-    result = run(repo, "dvc", "repro")
-    assert sorted(stages_run(result.stdout)) == sorted(STAGES)
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "repro")
-    return repo
 
 
 def test_repro_makes_every_output_and_metric(repo):
@@ -157,19 +67,6 @@ def test_evaluation_drove_none_of_the_collected_tracks(repo):
     assert collected and tested and not collected & tested
 
 
-def error_of(result):
-    """The stage's error line; asserts it failed with one line and no traceback."""
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-def leftovers(repo):
-    return [p for p in repo.rglob(".*tmp*") if ".dvc" not in p.parts and ".git" not in p.parts]
-
-
 def test_corrupt_episode_file_is_named(repo):
     victim = repo / "data/rollouts/episode_00001.npz"
     victim.write_bytes(victim.read_bytes()[:1000])
@@ -191,19 +88,6 @@ def test_missing_input_is_named(repo):
         assert not (repo / "models/mdnrnn.pt").exists()
     finally:
         restore(repo)
-
-
-def edit_params(repo, group, **values):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params[group].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
-
-
-def restore(repo):
-    """Back to the fixture's commit: params, metrics and dvc.lock from git, outs from the cache."""
-    run(repo, "git", "checkout", "--", ".")
-    run(repo, "dvc", "checkout", "-f")
-    assert not run(repo, "git", "status", "--porcelain").stdout.strip()
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from wm.dream import dream_returns
 from wm.env import ACTION_DIM, ACTION_LOW, BACKENDS
 from wm.episodes import Latents, load_episode, load_latents, save_latents
 from wm.errors import main
-from wm.evolve import Population
+from wm.executor import Population
 from wm.io import open_live, write_json
 from wm.mdnrnn import MDNRNN, mdnrnn_loss
 from wm.rollout import collect, drive

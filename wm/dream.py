@@ -35,14 +35,16 @@ def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None,
     [z, h] (z alone for a z-only controller), step the LSTM, add the predicted reward, sample the
     next z at temperature `tau`; `on_step(z, prediction)` sees each new z (B, Z) and the
     wm.mdnrnn.Prediction (T = 1) it was drawn from. A rollout stops counting once its predicted
-    done probability passes 0.5. Returns (B,) predicted returns.
+    done probability passes 0.5. Runs on the MDN-RNN's device (`generator` must be there too).
+    Returns (B,) predicted returns, on the CPU.
     """
-    layers = controller.batch(params)
+    device = next(mdnrnn.parameters()).device
+    layers = [(w.to(device), b.to(device)) for w, b in controller.batch(params)]
     cell = lstm_cell(mdnrnn)
     batch = len(z0)
-    h = c = torch.zeros(batch, mdnrnn.hidden)
-    z, total = z0, torch.zeros(batch)
-    alive = torch.ones(batch)
+    h = c = torch.zeros(batch, mdnrnn.hidden, device=device)
+    z, total = z0.to(device), torch.zeros(batch, device=device)
+    alive = torch.ones(batch, device=device)
     for _ in range(steps):
         action = apply(layers, torch.cat([z, h], 1) if controller.h_dim else z)  # (B, 3)
         h, c = cell(torch.cat([z, action], 1), (h, c))
@@ -52,7 +54,7 @@ def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None,
         z = sample_z(prediction.log_pi[:, 0], prediction.mu[:, 0], prediction.log_sigma[:, 0], tau, generator)
         if on_step is not None:
             on_step(z, prediction)
-    return total
+    return total.cpu()
 
 
 @torch.inference_mode()
@@ -63,7 +65,8 @@ def dream_rollout(vae, mdnrnn, controller, start_frame, *, steps, tau, seed):
     Returns (frames, rewards, dones): (steps+1) decoded (64, 64, 3) uint8 frames (the first is
     the reconstruction of the start frame) and the predicted reward and done probability per step.
     """
-    z0, _ = vae.encode(to_input(start_frame[None], "cpu"))  # (1, Z)
+    device = next(vae.parameters()).device
+    z0, _ = vae.encode(to_input(start_frame[None], device))  # (1, Z)
     frames, rewards, dones = [to_frames(vae.decode(z0))[0]], [], []
 
     def record(z, prediction):
@@ -71,7 +74,7 @@ def dream_rollout(vae, mdnrnn, controller, start_frame, *, steps, tau, seed):
         rewards.append(float(prediction.reward))
         dones.append(float(torch.sigmoid(prediction.done_logit)))
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device).manual_seed(seed)
     dream_returns(mdnrnn, controller, None, z0, steps=steps, tau=tau, generator=generator, on_step=record)
     return frames, rewards, dones
 

@@ -8,6 +8,7 @@ Latent file (`data/latents/episode_XXXXX.npz`, uncompressed):
 A missing, truncated or corrupt file raises a UserError that names the file.
 """
 
+import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,24 +85,27 @@ def _check_shape(path, name, array, shape, dtype):
         )
 
 
-def _write_npz(path, arrays, compress):
-    """An .npz (what np.load reads) written atomically; deflate level 1 when `compress`: twice
-    as fast as np.savez_compressed's level 6 for ~40% more bytes, as frames are written while
-    the env waits."""
+def _npz(arrays, compress):
+    """The bytes of an .npz (what np.load reads) of `arrays`; deflate level 1 when `compress`:
+    twice as fast as np.savez_compressed's level 6 for ~40% more bytes, as frames are written
+    while the env waits. The same arrays always give the same bytes (zip entries carry no time)."""
     mode = (
         dict(compression=zipfile.ZIP_DEFLATED, compresslevel=1)
         if compress
         else dict(compression=zipfile.ZIP_STORED)
     )
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", **mode) as archive:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", **mode) as archive:
         for name, array in arrays.items():
             with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
 
 
-def save_episode(path, episode):
-    _write_npz(
-        path,
+def episode_npz(episode):
+    """An episode file's bytes: what `save_episode` writes (a Ray actor makes them, the driver
+    writes them; wm.executor)."""
+    return _npz(
         {
             "obs": episode.obs,
             "action": episode.action,
@@ -112,6 +116,16 @@ def save_episode(path, episode):
         },
         compress=True,
     )
+
+
+def save_episode(path, episode):
+    write_file(path, episode_npz(episode))
+
+
+def write_file(path, data):
+    """Write the bytes of an episode or latent file to `path`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def load_episode(path):
@@ -136,16 +150,18 @@ def load_episode(path):
 
 
 def save_latents(path, latents):
-    _write_npz(
+    write_file(
         path,
-        {
-            "mu": latents.mu,
-            "logvar": latents.logvar,
-            "action": latents.action,
-            "reward": latents.reward,
-            "done": latents.done,
-        },
-        compress=False,
+        _npz(
+            {
+                "mu": latents.mu,
+                "logvar": latents.logvar,
+                "action": latents.action,
+                "reward": latents.reward,
+                "done": latents.done,
+            },
+            compress=False,
+        ),
     )
 
 

@@ -20,22 +20,21 @@ from wm.dream import dream_returns  # noqa: E402
 from wm.env import track_seeds  # noqa: E402
 from wm.errors import UserError  # noqa: E402
 from wm.io import atomic_path  # noqa: E402
-from wm.rollout import drive  # noqa: E402
 
 
 class RealScore:
     """Each generation, every candidate drives the same `rollouts` tracks of the controller's seed
     block (common random numbers, so candidates are compared on equal terms); the world-model
-    `agent` drives all of the generation's episodes through `venv`, `batch_size` at a time, each
-    with its own candidate's controller. Fitness: the mean return."""
+    `agent` drives all of the generation's episodes through `executor` (wm.executor),
+    `batch_size` at a time, each with its own candidate's controller. Fitness: the mean return."""
 
-    def __init__(self, venv, agent, *, batch_size, rollouts):
-        self.venv, self.agent, self.batch_size, self.rollouts = venv, agent, batch_size, rollouts
+    def __init__(self, executor, agent, *, batch_size, rollouts):
+        self.executor, self.agent, self.batch_size, self.rollouts = executor, agent, batch_size, rollouts
 
     def __call__(self, generation, candidates):
         seeds = track_seeds("controller", self.rollouts, start=generation * self.rollouts)
         return mean_returns(
-            self.venv,
+            self.executor,
             self.agent,
             candidates,
             seeds,
@@ -54,8 +53,10 @@ class DreamScore:
         self.rollouts, self.steps, self.tau, self.seed = rollouts, steps, tau, seed
 
     def __call__(self, generation, candidates):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + generation)
-        z0 = self.starts[torch.randint(len(self.starts), (self.rollouts,), generator=generator)]
+        device = next(self.mdnrnn.parameters()).device
+        generator = torch.Generator(device).manual_seed(self.seed * 1_000_003 + generation)
+        pick = torch.randint(len(self.starts), (self.rollouts,), generator=generator, device=device)
+        z0 = self.starts.to(device)[pick]
         params = np.repeat(np.asarray(candidates, np.float32), self.rollouts, axis=0)
         returns = dream_returns(
             self.mdnrnn,
@@ -69,31 +70,12 @@ class DreamScore:
         return returns.numpy().reshape(len(candidates), self.rollouts).mean(1)
 
 
-class Population:
-    """A world-model agent driving one controller per episode: `params` (E, n_params) for the E
-    episodes of a drive(), in its order. drive() resets the policy once per batch, in seed order,
-    so each reset hands the batch the next controllers."""
-
-    def __init__(self, agent, params):
-        self.agent, self.params, self.next = agent, params, 0
-
-    def reset(self, seeds):
-        batch = self.params[self.next : self.next + len(seeds)]
-        if len(batch) != len(seeds):
-            raise ValueError(f"{len(self.params)} controllers for more episodes than that")
-        self.next += len(seeds)
-        self.agent.set_controllers(batch)
-        self.agent.reset(seeds)
-
-    def act(self, obs):
-        return self.agent.act(obs)
-
-
-def mean_returns(venv, agent, candidates, seeds, *, batch_size, desc=None):
-    """(len(candidates),) mean real return of each candidate over the tracks `seeds`."""
+def mean_returns(executor, agent, candidates, seeds, *, batch_size, desc=None):
+    """(len(candidates),) mean real return of each candidate over the tracks `seeds`, driven by
+    `executor` (wm.executor): candidate i's episodes are rows i*len(seeds)..(i+1)*len(seeds)."""
     rollout_seeds = [s for _ in candidates for s in seeds]
     rollout_params = np.stack([c for c in candidates for _ in seeds])
-    results = drive(venv, Population(agent, rollout_params), rollout_seeds, batch_size, desc=desc)
+    results = executor.drive(agent, rollout_seeds, batch_size, controllers=rollout_params, desc=desc)
     return np.array([r.total_reward for r in results]).reshape(len(candidates), len(seeds)).mean(1)
 
 

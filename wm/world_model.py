@@ -4,6 +4,8 @@ acts. It drives through the same interface as the policies of wm.agents:
     agent.reset(seeds); actions = agent.act(obs)   # obs (N, 96, 96, 3) uint8 -> (N, 3) float32
 """
 
+import copy
+
 import numpy as np
 import torch
 
@@ -22,31 +24,39 @@ class WorldModelAgent:
 
     `controller` gives the shape and default parameters; `set_controllers(params)` takes one
     flat vector for all tracks, or one per track (N, n_params): CMA-ES evaluates a whole
-    population in one batch that way.
+    population in one batch that way. The models run on `device` (the frames and actions cross
+    to and from it each step).
     """
 
-    def __init__(self, vae, mdnrnn, controller):
-        self.vae, self.mdnrnn, self.controller = vae, mdnrnn, controller
+    def __init__(self, vae, mdnrnn, controller, device="cpu"):
+        self.device = torch.device(device)
+        self.vae, self.mdnrnn, self.controller = vae.to(self.device), mdnrnn.to(self.device), controller
         self.set_controllers(None)
+
+    def to(self, device):
+        """This agent with its models on `device` (a new agent; this one is left as it is)."""
+        if torch.device(device) == self.device:
+            return self
+        return WorldModelAgent(copy.deepcopy(self.vae), copy.deepcopy(self.mdnrnn), self.controller, device)
 
     def set_controllers(self, params):
         """params: None (the controller's own), (n_params,) for every track, or (N, n_params)."""
-        self.layers = self.controller.batch(params)
+        self.layers = [(w.to(self.device), b.to(self.device)) for w, b in self.controller.batch(params)]
 
     def reset(self, seeds):
         if len(self.layers[0][0]) not in (1, len(seeds)):
             raise ValueError(f"{len(self.layers[0][0])} controllers for {len(seeds)} tracks")
-        self.state = self.mdnrnn.initial_state(len(seeds))  # (h, c), each (1, N, H)
+        self.state = self.mdnrnn.initial_state(len(seeds), self.device)  # (h, c), each (1, N, H)
 
     @torch.inference_mode()
     def act(self, obs):
         frames = np.stack([prepare_frame(frame) for frame in obs])  # (N, 64, 64, 3) uint8
-        z, _ = self.vae.encode(to_input(frames, "cpu"))  # (N, Z)
+        z, _ = self.vae.encode(to_input(frames, self.device))  # (N, Z)
         x = torch.cat([z, self.state[0][0]], dim=1) if self.controller.h_dim else z
         actions = apply(self.layers, x)  # (N, 3)
         if self.controller.h_dim:  # a z-only controller never reads h: skip the LSTM
             _, self.state = self.mdnrnn.lstm(torch.cat([z, actions], 1)[:, None], self.state)
-        return actions.numpy()
+        return actions.cpu().numpy()
 
 
 def load_world_model(z_dim):
@@ -57,8 +67,10 @@ def load_world_model(z_dim):
     return vae, mdnrnn
 
 
-def load_agent(vae, mdnrnn, inputs="zh"):
+def load_agent(vae, mdnrnn, inputs="zh", device="cpu"):
     """The world-model agent with the trained controller on `inputs`: "zh" (z and h, the paper's
-    agent) or "z" (z only), checked against the VAE and MDN-RNN it drives with."""
+    agent) or "z" (z only), checked against the VAE and MDN-RNN it drives with, its models on
+    `device`."""
     h_dim = {"zh": mdnrnn.hidden, "z": 0}[inputs]
-    return WorldModelAgent(vae, mdnrnn, load_controller(paths.CONTROLLERS[inputs], vae.z_dim, (h_dim,)))
+    controller = load_controller(paths.CONTROLLERS[inputs], vae.z_dim, (h_dim,))
+    return WorldModelAgent(vae, mdnrnn, controller, device)

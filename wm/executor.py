@@ -1,0 +1,315 @@
+"""Where the env-bound work runs: in this process (the default) or on a Ray cluster.
+
+    with make_executor(backend, max_steps, workers, threads) as executor:
+        rollouts = executor.drive(policy, seeds, batch_size, controllers=None)
+        rollouts = executor.collect(policy, seeds, batch_size, out_dir)
+
+One driving loop (wm.rollout.drive), two executors. Both cut the seeds into the batches drive()
+forms (`batch_size` tracks at a time, in seed order, each with its own slice of `controllers`,
+one controller per episode, for CMA-ES), and a batch's results depend on nothing but the batch:
+its policy is reset for its tracks, its envs are seeded by them. So where a batch runs cannot
+change what it gives, and the Ray executor puts the batches back in order.
+
+- `LocalExecutor`: one vector env in this process, the batches one after another.
+- `RayExecutor`: actors each holding a vector env; a policy goes to the cluster once
+  (`ray.put`), each actor unpickles it once, and each task is one batch: (its first episode's
+  index, its seeds, its controllers), answered with its Rollouts (and, for collect, the episode
+  files' bytes, compressed on the actor; the driver writes every file). A killed actor is
+  restarted by Ray and its batch rerun (TASK_RETRIES times at most).
+
+Chosen by the environment, not by params (where a stage runs does not change what it makes,
+so `dvc status` does not move when a user goes to a cluster):
+
+    WM_EXECUTOR=ray        use Ray (default: local)
+    RAY_ADDRESS=host:port  the cluster (Ray's own variable; unset: a Ray instance on this machine)
+    WM_RAY_ACTORS=N        actors (default: the cluster's CPUs / WM_RAY_ACTOR_CPUS)
+    WM_RAY_ACTOR_CPUS=C    CPUs per actor (default 1): its env threads or worker processes, and
+                           its torch threads, min(C, the `threads` param)
+"""
+
+import os
+import socket
+import sys
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from wm.errors import UserError
+from wm.rollout import collect, drive, to_episode
+from wm.vector_env import make_vector_env
+
+EXECUTORS = ("local", "ray")
+REACH_SECONDS = 10  # to reach RAY_ADDRESS before giving up
+ACTOR_START_SECONDS = 180  # for every actor to be up (imports, envs) before giving up
+TASK_RETRIES = 3  # a batch whose actor died is rerun on its restarted actor this many times
+
+
+class Batch(NamedTuple):
+    """One batch of a drive: what an actor is sent."""
+
+    start: int  # the index of its first episode in the drive
+    seeds: list
+    controllers: object  # (len(seeds), n_params) float32, one controller per episode, or None
+
+
+def batches(seeds, batch_size, controllers=None):
+    """The batches drive() forms: `batch_size` tracks at a time, in seed order."""
+    return [
+        Batch(start, list(seeds[start : start + batch_size]), _rows(controllers, start, batch_size))
+        for start in range(0, len(seeds), batch_size)
+    ]
+
+
+def _rows(controllers, start, count):
+    return None if controllers is None else np.asarray(controllers[start : start + count], np.float32)
+
+
+class Population:
+    """A world-model agent driving one controller per episode: `params` (E, n_params) for the E
+    episodes of a drive(), in its order. drive() resets the policy once per batch, in seed order,
+    so each reset hands the batch the next controllers."""
+
+    def __init__(self, agent, params):
+        self.agent, self.params, self.next = agent, params, 0
+
+    def reset(self, seeds):
+        batch = self.params[self.next : self.next + len(seeds)]
+        if len(batch) != len(seeds):
+            raise ValueError(f"{len(self.params)} controllers for more episodes than that")
+        self.next += len(seeds)
+        self.agent.set_controllers(batch)
+        self.agent.reset(seeds)
+
+    def act(self, obs):
+        return self.agent.act(obs)
+
+
+def _with_controllers(policy, controllers):
+    return policy if controllers is None else Population(policy, controllers)
+
+
+def make_executor(backend, max_steps, workers, threads):
+    """The executor WM_EXECUTOR names, for envs of `backend` truncated after `max_steps` steps.
+    `workers`: the local vector env's threads or processes (a param); `threads`: the stage's torch
+    threads (the `threads` param), which Ray's actors keep too where they have the CPUs."""
+    kind = os.environ.get("WM_EXECUTOR", "local")
+    if kind == "local":
+        return LocalExecutor(backend, max_steps, workers)
+    if kind == "ray":
+        return RayExecutor(
+            backend,
+            max_steps,
+            threads=threads,
+            actors=_positive("WM_RAY_ACTORS", None),
+            actor_cpus=_positive("WM_RAY_ACTOR_CPUS", 1),
+        )
+    raise UserError(f"WM_EXECUTOR={kind}: unknown executor (known: {', '.join(EXECUTORS)})")
+
+
+def _positive(name, default):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"{name}={value}: expected a whole number >= 1")
+    return int(value)
+
+
+class _Closing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LocalExecutor(_Closing):
+    """The batches one after another through one vector env in this process."""
+
+    def __init__(self, backend, max_steps, workers):
+        self.venv = make_vector_env(backend, max_steps, workers)
+
+    def drive(self, policy, seeds, batch_size, *, controllers=None, desc=None):
+        """Rollouts of `policy` on `seeds`, in seed order (wm.rollout.drive); `controllers`: one
+        controller per episode (E, n_params) for a world-model agent, or None."""
+        return drive(self.venv, _with_controllers(policy, controllers), seeds, batch_size, desc=desc)
+
+    def collect(self, policy, seeds, batch_size, *, out_dir, desc=None):
+        """Drive and record one episode per seed into out_dir (wm.rollout.collect)."""
+        return collect(self.venv, policy, seeds, batch_size=batch_size, out_dir=out_dir, desc=desc)
+
+    def close(self):
+        self.venv.close()
+
+
+class DriveActor:
+    """A Ray actor: a vector env and the policies it was sent, driving one batch per task."""
+
+    def __init__(self, backend, max_steps, cpus, threads):
+        from wm.compute import use_threads
+
+        use_threads(min(threads, cpus))  # 1 and 2 threads give the same bytes (wm/compute.py)
+        self.venv = make_vector_env(backend, max_steps, cpus)
+        self.policies = {}
+
+    def run(self, key, shipped, batch, record):
+        """Drive `batch` with the policy `key` (unpickled from shipped[0], an object ref, the first
+        time; a list, so that Ray does not fetch it for every task). Returns its Rollouts and,
+        with `record`, each episode file's bytes."""
+        if key not in self.policies:
+            import ray
+
+            self.policies[key] = ray.get(shipped[0])
+        policy = _with_controllers(self.policies[key], batch.controllers)
+        rollouts = drive(self.venv, policy, batch.seeds, len(batch.seeds), record=record)
+        files = None
+        if record:
+            from wm.episodes import episode_npz
+
+            files = [episode_npz(to_episode(rollout)) for rollout in rollouts]
+            for rollout in rollouts:
+                rollout.frames, rollout.actions, rollout.rewards = [], [], []
+        return rollouts, files
+
+    def node(self):
+        """The id of the Ray node this actor runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+
+def connect_ray():
+    """Connect to the cluster at RAY_ADDRESS (or start Ray on this machine), once per process;
+    the actors get this process's kernel pins (wm.compute) and the `wm` package it runs."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    import wm
+    from wm.compute import KERNEL_PINS
+
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        _check_reachable(address)
+    try:
+        ray.init(
+            address=address or None,
+            include_dashboard=False if not address else None,
+            log_to_driver=False,
+            logging_level="ERROR",
+            runtime_env={
+                "env_vars": {name: os.environ[name] for name in KERNEL_PINS if name in os.environ},
+                "py_modules": [os.path.dirname(wm.__file__)],
+            },
+        )
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+        where = f"RAY_ADDRESS={address}" if address else "a Ray instance on this machine"
+        raise UserError(f"{where}: cannot connect ({str(err).splitlines()[0]})") from None
+    return ray
+
+
+def _check_reachable(address, timeout=REACH_SECONDS):
+    """Fail at once, naming `address`, if nothing answers there: ray.init would wait for many
+    minutes. Addresses without a port ("auto", "local") are Ray's to resolve."""
+    host, _, port = address.rpartition("://")[2].rpartition(":")
+    if not (host and port.isdigit()):
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(
+            f"RAY_ADDRESS={address}: no Ray cluster answers there ({err.strerror or type(err).__name__}); "
+            f"start one (ray start --head) or unset RAY_ADDRESS"
+        ) from None
+
+
+class RayExecutor(_Closing):
+    """The batches on Ray actors, each batch sent to the next idle actor, the results put back in
+    seed order."""
+
+    def __init__(self, backend, max_steps, *, threads, actors=None, actor_cpus=1):
+        ray = connect_ray()
+        self.ray = ray
+        if actors is None:
+            actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // actor_cpus)
+        remote = ray.remote(num_cpus=actor_cpus, max_restarts=-1, max_task_retries=TASK_RETRIES)(DriveActor)
+        self.actors = [remote.remote(backend, max_steps, actor_cpus, threads) for _ in range(actors)]
+        try:  # wait for every actor to be up, so that one that cannot start says so here
+            nodes = ray.get([actor.node.remote() for actor in self.actors], timeout=ACTOR_START_SECONDS)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise UserError(
+                f"Ray: {actors} actors of {actor_cpus} CPU did not start within {ACTOR_START_SECONDS} s "
+                f"(the cluster has {ray.available_resources().get('CPU', 0):g} CPUs free of "
+                f"{ray.cluster_resources().get('CPU', 0):g}; WM_RAY_ACTORS sets fewer)"
+            ) from None
+        except ray.exceptions.RayError as err:
+            self.close()
+            raise UserError(f"Ray: an actor could not start ({_first_line(err)})") from None
+        tqdm.write(
+            f"ray: {actors} actors of {actor_cpus} CPU on {len(set(nodes))} node(s), {backend} envs",
+            file=sys.stderr,
+        )
+        # id(policy) -> (policy, [its object ref]); the policy is kept, so that its id stays its own
+        self.shipped = {}
+
+    def _ship(self, policy):
+        if id(policy) not in self.shipped:
+            # actors ask Ray for CPUs only: a policy with models on a device (one with `to`, as
+            # wm.world_model's agent) goes as a CPU copy
+            sent = policy.to("cpu") if hasattr(policy, "to") else policy
+            self.shipped[id(policy)] = (policy, [self.ray.put(sent)])
+        return id(policy), self.shipped[id(policy)][1]
+
+    def _run(self, policy, work, record, desc, on_result):
+        """Run every batch of `work`, the next one to whichever actor is free; call
+        `on_result(batch, rollouts, files)` in batch order. Returns the Rollouts in seed order."""
+        key, shipped = self._ship(policy)
+        done, waiting, pending = {}, list(range(len(work))), {}
+        idle = list(self.actors)
+        results, next_out = [], 0
+        with tqdm(total=sum(len(b.seeds) for b in work), desc=desc, unit="ep", disable=desc is None) as bar:
+            while next_out < len(work):
+                while idle and waiting:
+                    index, actor = waiting.pop(0), idle.pop(0)
+                    pending[actor.run.remote(key, shipped, work[index], record)] = (index, actor)
+                ready, _ = self.ray.wait(list(pending), num_returns=1)
+                index, actor = pending.pop(ready[0])
+                idle.append(actor)
+                try:
+                    done[index] = self.ray.get(ready[0])
+                except self.ray.exceptions.RayError as err:
+                    raise UserError(
+                        f"Ray: batch {index + 1} of {len(work)} failed ({_first_line(err)})"
+                    ) from None
+                bar.update(len(work[index].seeds))
+                while next_out in done:  # in order, whatever order the batches finished in
+                    rollouts, files = done.pop(next_out)
+                    if on_result is not None:
+                        on_result(work[next_out], rollouts, files)
+                    results += rollouts
+                    next_out += 1
+        return results
+
+    def drive(self, policy, seeds, batch_size, *, controllers=None, desc=None):
+        return self._run(policy, batches(seeds, batch_size, controllers), False, desc, None)
+
+    def collect(self, policy, seeds, batch_size, *, out_dir, desc=None):
+        from wm.episodes import episode_name, write_file
+
+        def write(batch, rollouts, files):
+            for i, data in enumerate(files):
+                write_file(out_dir / episode_name(batch.start + i), data)
+
+        return self._run(policy, batches(seeds, batch_size), True, desc, write)
+
+    def close(self):
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+
+
+def _first_line(err):
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
