@@ -290,7 +290,7 @@ def kill_stage_while_dvc_runs_it(repo, stage, sign):
     "stage, sign, edit",
     [
         ("collect", ".dvc/tmp/wm/data__rollouts.tmp*", {}),  # its episodes' directory, being filled
-        ("vae", "metrics/vae/metrics.json", {"vae": {"epochs": 2}}),  # after epoch 1 of 2
+        ("vae", "metrics/vae/metrics.json", {"vae": {"epochs": 4}}),  # after epoch 1 of 4
         ("mdnrnn", "metrics/mdnrnn/metrics.json", {}),  # after epoch 1 of 2
         ("controller", ".dvc/tmp/wm/progress/controller.npz", {}),  # after generation 1 of 2
     ],
