@@ -42,7 +42,9 @@ def make_vector_env(backend, max_steps, threads):
     raise ValueError(f"unknown env backend {backend!r} (known: {', '.join(BACKENDS)})")
 
 
-class _Closing:
+class Closing:
+    """A context manager that calls `close()` on exit (the vector envs, wm.executor's executors)."""
+
     def __enter__(self):
         return self
 
@@ -50,7 +52,7 @@ class _Closing:
         self.close()
 
 
-class EnvpoolVectorEnv(_Closing):
+class EnvpoolVectorEnv(Closing):
     def __init__(self, max_steps, threads):
         self.max_steps, self.threads, self.env = max_steps, threads, None
 
@@ -121,7 +123,7 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class GymnasiumVectorEnv(_Closing):
+class GymnasiumVectorEnv(Closing):
     def __init__(self, max_steps, threads):
         context = multiprocessing.get_context("spawn")
         self.connections, self.processes = [], []
@@ -159,7 +161,7 @@ class GymnasiumVectorEnv(_Closing):
         self.connections, self.processes = [], []
 
 
-class SingleEnv(_Closing):
+class SingleEnv(Closing):
     """One gymnasium CarRacing-v3 in this process behind the vector interface (a batch of one),
     for drives that are watched (`render_mode="human"`) or filmed (`"rgb_array"`)."""
 
