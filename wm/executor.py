@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from wm.errors import UserError
 from wm.rollout import collect, drive, to_episode
-from wm.vector_env import Closing, make_vector_env
+from wm.vector_env import make_vector_env
 
 EXECUTORS = ("local", "ray")
 REACH_SECONDS = 10  # to reach RAY_ADDRESS before giving up
@@ -116,7 +116,15 @@ def _positive(name, default):
     return int(value)
 
 
-class LocalExecutor(Closing):
+class _Closing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LocalExecutor(_Closing):
     """The batches one after another through one vector env in this process."""
 
     def __init__(self, backend, max_steps, workers):
@@ -216,7 +224,7 @@ def _check_reachable(address, timeout=REACH_SECONDS):
         ) from None
 
 
-class RayExecutor(Closing):
+class RayExecutor(_Closing):
     """The batches on Ray actors, each batch sent to the next idle actor, the results put back in
     seed order."""
 

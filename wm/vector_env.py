@@ -42,9 +42,7 @@ def make_vector_env(backend, max_steps, threads):
     raise ValueError(f"unknown env backend {backend!r} (known: {', '.join(BACKENDS)})")
 
 
-class Closing:
-    """A context manager that calls `close()` on exit (the vector envs, wm.executor's executors)."""
-
+class _Closing:
     def __enter__(self):
         return self
 
@@ -52,7 +50,7 @@ class Closing:
         self.close()
 
 
-class EnvpoolVectorEnv(Closing):
+class EnvpoolVectorEnv(_Closing):
     def __init__(self, max_steps, threads):
         self.max_steps, self.threads, self.env = max_steps, threads, None
 
@@ -123,7 +121,7 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class GymnasiumVectorEnv(Closing):
+class GymnasiumVectorEnv(_Closing):
     def __init__(self, max_steps, threads):
         context = multiprocessing.get_context("spawn")
         self.connections, self.processes = [], []
@@ -161,7 +159,7 @@ class GymnasiumVectorEnv(Closing):
         self.connections, self.processes = [], []
 
 
-class SingleEnv(Closing):
+class SingleEnv(_Closing):
     """One gymnasium CarRacing-v3 in this process behind the vector interface (a batch of one),
     for drives that are watched (`render_mode="human"`) or filmed (`"rgb_array"`)."""
 
