@@ -5,10 +5,13 @@ the world model's own training takes (README, "Results").
 
 outs: models/ppo[_baseline].pt (the best evaluated policy, a plain checkpoint);
       metrics/ppo[_baseline]/ (dvclive)
+
+A killed run resumes at the start of its last rollout and ends with the same bytes (wm.ppo).
 """
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import torch
 
@@ -16,8 +19,8 @@ from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
 from wm.errors import UserError, main
-from wm.io import Timer, open_live, resolve_device
-from wm.ppo import train_ppo
+from wm.io import Timer, fingerprint, open_live, resolve_device
+from wm.ppo import SavedRun, train_ppo
 
 
 @main
@@ -31,11 +34,25 @@ def run():
     if which == ["baseline"]:
         cfg = dataclasses.replace(cfg, timesteps=params.ppo_baseline.timesteps)
         out, metrics_dir = paths.PPO_BASELINE_MODEL, paths.PPO_BASELINE_METRICS
-    timer = Timer("ppo" if which == ["collect"] else "ppo_baseline")
+    stage = "ppo" if which == ["collect"] else "ppo_baseline"
+    timer = Timer(stage)
+    # what the run depends on: its params and the code; a saved run of another is ignored
+    run_params = {
+        "seed": params.seed,
+        "threads": params.threads,
+        "device": params.device,
+        "max_steps": params.env.max_steps,
+        "ppo": dataclasses.asdict(cfg),
+    }
+    code = [Path(f"stages/{Path(__file__).name}"), *sorted(Path("wm").glob("*.py"))]
+    saved = SavedRun(paths.PROGRESS / f"{stage}.pt", fingerprint(run_params, code))
     torch.manual_seed(params.seed)
     with open_live(metrics_dir) as live:
-        best = train_ppo(cfg, params.env.max_steps, params.seed, resolve_device(params.device), out, live)
+        best = train_ppo(
+            cfg, params.env.max_steps, params.seed, resolve_device(params.device), out, live, saved=saved
+        )
         live.log_metric("eval/best_mean_reward", best, plot=False)
+    saved.clear()  # done: a forced rerun trains again
     timer.save()
 
 

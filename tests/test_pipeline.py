@@ -236,30 +236,63 @@ def saved_generations(path):
         return 0
 
 
-def test_controller_stage_killed_mid_run_resumes_to_the_same_bytes(repo):
-    edit_params(repo, "controller", generations=30)
-    progress = repo / ".dvc/tmp/wm/progress/controller.npz"
+def saved_timesteps(path):
     try:
-        run(repo, "python", "-m", "stages.controller")
-        whole = digest(repo, CONTROLLER_OUTS)
+        return torch.load(path, weights_only=True)["num_timesteps"]
+    except Exception:  # not there yet, or being replaced
+        return 0
+
+
+@pytest.mark.parametrize(
+    "stage, edit, outs, saved_so_far, kill_after, total, said",
+    [
+        (
+            "controller",
+            {"controller": {"generations": 30}},
+            CONTROLLER_OUTS,
+            saved_generations,
+            5,
+            30,
+            "resuming CMA-ES after generation {} of 30",
+        ),
+        (  # 10 rollouts of 64 steps on 60-step tracks: killed mid-episode, after evaluations
+            "ppo",
+            {"ppo": {"timesteps": 640, "eval_freq": 128}},
+            ["models/ppo.pt", "metrics/ppo"],
+            saved_timesteps,
+            320,
+            640,
+            "resuming PPO after {} of 640 timesteps",
+        ),
+    ],
+)
+def test_a_stage_killed_mid_run_resumes_to_the_same_bytes(
+    repo, stage, edit, outs, saved_so_far, kill_after, total, said
+):
+    for group, values in edit.items():
+        edit_params(repo, group, **values)
+    progress = repo / f".dvc/tmp/wm/progress/{stage}.{'npz' if stage == 'controller' else 'pt'}"
+    try:
+        run(repo, "python", "-m", f"stages.{stage}")
+        whole = digest(repo, outs)
         assert not progress.exists()  # a finished run leaves no progress behind
-        stage = subprocess.Popen(
-            ["python", "-m", "stages.controller"],
+        process = subprocess.Popen(
+            ["python", "-m", f"stages.{stage}"],
             cwd=repo,
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 120
-        while saved_generations(progress) < 5 and stage.poll() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while saved_so_far(progress) < kill_after and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        stage.send_signal(signal.SIGKILL)
-        stage.wait()
-        killed_at = saved_generations(progress)
-        assert 5 <= killed_at < 30, killed_at
-        result = run(repo, "python", "-m", "stages.controller")
-        assert f"resuming CMA-ES after generation {killed_at} of 30" in result.stdout + result.stderr
-        assert digest(repo, CONTROLLER_OUTS) == whole
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at = saved_so_far(progress)
+        assert kill_after <= killed_at < total, killed_at
+        result = run(repo, "python", "-m", f"stages.{stage}")
+        assert said.format(killed_at) in result.stdout + result.stderr
+        assert digest(repo, outs) == whole
         assert not progress.exists() and not leftovers(repo)
     finally:
         restore(repo)

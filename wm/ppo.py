@@ -5,9 +5,20 @@ The trained policy is saved as a plain checkpoint, `{"config", "state_dict"}` of
 ActorCriticCnnPolicy, not as SB3's zip (whose `PPO.load` unpickles, so a tampered zip from a
 remote would run code, and whose bytes change with the save time): `load_ppo` rebuilds the
 policy from the config and loads the weights with `weights_only=True`.
+
+A run resumes exactly (`SavedRun`): at the start of every rollout it saves what the rest of the
+run depends on, and a rerun after a kill rebuilds that state and ends with the bytes of an
+uninterrupted run. Weights, optimizer and random generators are saved as they are; an env's
+state (a Box2D world) cannot be, so each env records how its episode began (the reset's seed, or
+its generator's state before the reset) and the actions since, and the rerun plays them again.
 """
 
+import random
+from collections import deque
+
+import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
@@ -15,33 +26,81 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecTransposeImage
+from tqdm import tqdm
 
 from wm.env import ENV_ID, track_seeds
 from wm.errors import UserError
-from wm.io import load_checkpoint, save_checkpoint
+from wm.io import atomic_path, load_checkpoint, save_checkpoint
+
+
+class Replayable(gym.Wrapper):
+    """An env that can make its current state again: it records how its episode began (the
+    reset's seed, or its random generator's state before an unseeded reset) and every action
+    since; `restore` resets it the same way and steps the same actions. Reading the generator's
+    state draws nothing, so a recorded run is the run it would have been."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.began, self.actions = None, []
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.began = {"seed": seed}
+        else:  # the generator a seeded reset made, as far as the episodes since have drawn from it
+            self.began = {"rng": self.unwrapped.np_random.bit_generator.state}
+        self.actions = []
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.actions.append(np.array(action, np.float32))
+        return super().step(action)
+
+    def replay_state(self):
+        """How the current episode began and its actions: plain data (None before any reset)."""
+        if self.began is None:
+            return None
+        return {"began": self.began, "actions": torch.from_numpy(np.array(self.actions, np.float32))}
+
+    def restore(self, state):
+        """Make the state `replay_state` described again; returns the current observation."""
+        if "seed" in state["began"]:
+            observation, _ = self.reset(seed=state["began"]["seed"])
+        else:
+            self.unwrapped.np_random.bit_generator.state = state["began"]["rng"]
+            observation, _ = self.reset()
+        for action in state["actions"].numpy():
+            observation, *_ = self.step(action)
+        return observation
 
 
 class LiveCallback(BaseCallback):
     """After every rollout: log timesteps, the mean training return of recent episodes and the
-    latest evaluation return to dvclive, one step per rollout."""
+    latest evaluation return to dvclive, one step per rollout. `rows`: the steps of a run being
+    resumed, logged again first (DVC deleted the files when the stage started)."""
 
-    def __init__(self, live, eval_callback):
+    def __init__(self, live, eval_callback, rows=()):
         super().__init__()
-        self.live, self.eval_callback = live, eval_callback
+        self.live, self.eval_callback, self.rows = live, eval_callback, []
+        for row in rows:
+            self._log(row)
 
     def _on_step(self):
         return True
 
     def _on_rollout_end(self):
-        self.live.log_metric("timesteps", self.num_timesteps)
+        row = {"timesteps": self.num_timesteps}
         if self.model.ep_info_buffer:
-            self.live.log_metric(
-                "train/ep_rew_mean", float(np.mean([info["r"] for info in self.model.ep_info_buffer]))
-            )
+            row["train/ep_rew_mean"] = float(np.mean([info["r"] for info in self.model.ep_info_buffer]))
         if np.isfinite(self.eval_callback.best_mean_reward):
-            self.live.log_metric("eval/mean_reward", float(self.eval_callback.last_mean_reward))
-            self.live.log_metric("eval/best_mean_reward", float(self.eval_callback.best_mean_reward))
+            row["eval/mean_reward"] = float(self.eval_callback.last_mean_reward)
+            row["eval/best_mean_reward"] = float(self.eval_callback.best_mean_reward)
+        self._log(row)
+
+    def _log(self, row):
+        for name, value in row.items():
+            self.live.log_metric(name, value)
         self.live.next_step()
+        self.rows.append(row)
 
 
 class KeepBest(BaseCallback):
@@ -52,6 +111,105 @@ class KeepBest(BaseCallback):
     def _on_step(self):
         self.state_dict = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
         return True
+
+
+class SavedRun:
+    """The state of a PPO run at the start of a rollout, saved to `path` (outside the stage's outs)
+    under `key`, the fingerprint of what the run depends on; tensors and plain data, loaded with
+    `weights_only=True`. A file of another key, or one that does not load, is ignored (and said)."""
+
+    def __init__(self, path, key):
+        self.path, self.key = path, key
+
+    def load(self):
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for a damaged file (written atomically: rare)
+            tqdm.write(f"{self.path}: unreadable saved progress ({type(err).__name__}); starting over")
+            return None
+        return state if isinstance(state, dict) and state.get("key") == self.key else None
+
+    def save(self, state):
+        with atomic_path(self.path) as tmp:
+            torch.save({"key": self.key, **state}, tmp)
+
+    def clear(self):
+        self.path.unlink(missing_ok=True)
+
+
+class SaveEachRollout(BaseCallback):
+    """At the start of every rollout (after the previous one's training): save the run's state,
+    everything the rest of it depends on, to `saved` (a SavedRun)."""
+
+    def __init__(self, saved, eval_callback, keep_best, live_callback, *, last=None):
+        super().__init__()
+        self.saved, self.eval_callback, self.keep_best = saved, eval_callback, keep_best
+        self.live_callback = live_callback
+        self.last = last  # num_timesteps of the state last saved (or resumed from)
+
+    def _on_step(self):
+        return True
+
+    def _on_rollout_start(self):
+        if self.num_timesteps in (0, self.last):
+            return
+        self.saved.save(run_state(self.model, self.eval_callback, self.keep_best, self.live_callback))
+        self.last = self.num_timesteps
+
+
+def run_state(model, eval_callback, keep_best, live_callback):
+    numpy_rng = np.random.get_state()
+    version, python_rng, gauss = random.getstate()
+    return {
+        "num_timesteps": model.num_timesteps,
+        "policy": model.policy.state_dict(),
+        "optimizer": model.policy.optimizer.state_dict(),
+        "envs": model.env.env_method("replay_state"),
+        "eval_env": eval_callback.eval_env.env_method("replay_state")[0],
+        "eval": {
+            "n_calls": eval_callback.n_calls,
+            "best": float(eval_callback.best_mean_reward),
+            "last": float(eval_callback.last_mean_reward),
+        },
+        "best_state_dict": keep_best.state_dict,
+        "episodes": [dict(info) for info in model.ep_info_buffer],
+        "rows": live_callback.rows,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": [torch.from_numpy(numpy_rng[1].astype(np.int64)), *numpy_rng[2:]],
+            "python": [version, torch.tensor(python_rng, dtype=torch.int64), gauss],
+        },
+    }
+
+
+def restore_run(state, model, eval_callback, keep_best):
+    """Put `model`, its envs, the evaluation and the random generators back as `state` has them."""
+    model.policy.load_state_dict(state["policy"])
+    model.policy.optimizer.load_state_dict(state["optimizer"])
+    model.num_timesteps = state["num_timesteps"]
+    model.ep_info_buffer = deque(state["episodes"], maxlen=model._stats_window_size)
+    model.ep_success_buffer = deque(maxlen=model._stats_window_size)
+    # reset first: it takes the seeds the envs were made with, which the run used long ago
+    model.env.reset()
+    observations = [
+        model.env.env_method("restore", saved, indices=[i])[0] for i, saved in enumerate(state["envs"])
+    ]
+    model._last_obs = model.env.transpose_observations(np.stack(observations))
+    model._last_episode_starts = np.array([len(saved["actions"]) == 0 for saved in state["envs"]])
+    if state["eval_env"] is not None:
+        eval_callback.eval_env.reset()
+        eval_callback.eval_env.env_method("restore", state["eval_env"])
+    eval_callback.n_calls = state["eval"]["n_calls"]
+    eval_callback.best_mean_reward = state["eval"]["best"]
+    eval_callback.last_mean_reward = state["eval"]["last"]
+    keep_best.state_dict = state["best_state_dict"]
+    torch.set_rng_state(state["rng"]["torch"])
+    keys, *rest = state["rng"]["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), *rest))
+    version, python_rng, gauss = state["rng"]["python"]
+    random.setstate((version, tuple(python_rng.tolist()), gauss))
 
 
 def policy_config(policy):
@@ -91,16 +249,26 @@ def load_ppo(path):
     return policy.eval()
 
 
-def train_ppo(cfg, max_steps, seed, device, out, live):
+def train_ppo(cfg, max_steps, seed, device, out, live, *, saved=None):
     """Train PPO with the hyperparameters of `cfg` (a PPOConfig) and save the policy of its best
     evaluation (the last policy if no evaluation ran) as a checkpoint at `out`. Returns the best
-    evaluation mean reward."""
+    evaluation mean reward. With `saved` (a SavedRun), the run's state is saved at the start of
+    every rollout, and a run it holds is resumed."""
     vec_env_cls = SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv
     env_kwargs = {"max_episode_steps": max_steps}
-    env = make_vec_env(ENV_ID, n_envs=cfg.n_envs, seed=seed, vec_env_cls=vec_env_cls, env_kwargs=env_kwargs)
+    env = make_vec_env(
+        ENV_ID,
+        n_envs=cfg.n_envs,
+        seed=seed,
+        vec_env_cls=vec_env_cls,
+        env_kwargs=env_kwargs,
+        wrapper_class=Replayable,
+    )
     # the same wrapping as PPO gives the training env (channels first), so evaluation sees alike
     eval_env = VecTransposeImage(
-        make_vec_env(ENV_ID, n_envs=1, seed=track_seeds("ppo", 1)[0], env_kwargs=env_kwargs)
+        make_vec_env(
+            ENV_ID, n_envs=1, seed=track_seeds("ppo", 1)[0], env_kwargs=env_kwargs, wrapper_class=Replayable
+        )
     )
     keep_best = KeepBest()
     eval_callback = EvalCallback(
@@ -128,11 +296,22 @@ def train_ppo(cfg, max_steps, seed, device, out, live):
     )
     # our own silent logger: SB3's default makes an empty /tmp/SB3-<time> directory every run
     model.set_logger(Logger(folder=None, output_formats=[]))
+    state = saved.load() if saved is not None else None
+    live_callback = LiveCallback(live, eval_callback, rows=state["rows"] if state else ())
+    callbacks = [eval_callback, live_callback]
+    if saved is not None:
+        last = state["num_timesteps"] if state else None
+        callbacks.append(SaveEachRollout(saved, eval_callback, keep_best, live_callback, last=last))
     try:
+        if state:
+            done = state["num_timesteps"]
+            tqdm.write(f"resuming PPO after {done} of {cfg.timesteps} timesteps ({saved.path})")
+            restore_run(state, model, eval_callback, keep_best)
         model.learn(
-            total_timesteps=cfg.timesteps,
-            callback=[eval_callback, LiveCallback(live, eval_callback)],
+            total_timesteps=cfg.timesteps - model.num_timesteps,
+            callback=callbacks,
             progress_bar=True,
+            reset_num_timesteps=not state,
         )
     finally:
         env.close()
