@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # `make compare`: dvc exp show without timings, per-step curves, hashes and secondary losses
 EXP_DROP := Created|params\.yaml|(data|models|stages|wm)/.*|max_done_probability|real_reward|.*(seconds|per_second|\.std|\.min|\.max|mean_steps|json:step|finalist|best_so_far|json:frames|json:episodes|json:timesteps)|video\..*|.*(train|eval|generation|select)\..*|val\.(kl|loss|reward_mse|done_bce)|dream_reward
 
-.PHONY: setup repro test lint compare pull clean-venv
+.PHONY: setup repro test lint compare page pull clean-venv
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: lint
 
 compare: setup
 	$(BIN)/dvc exp show --only-changed --drop '$(EXP_DROP)'
+
+# the results page (results/index.html, one self-contained file); REV=x: the workspace beside x
+page: setup
+	$(BIN)/python -m tools.page $(if $(REV),--rev $(REV))
 
 pull: setup
 	@$(BIN)/dvc pull || { echo "error: dvc pull could not fetch this revision's data (what it missed is above):" \
