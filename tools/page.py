@@ -374,7 +374,8 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; 
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .9em; }
 td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
-th { background: #f4f4f4; } .row { display: flex; gap: 1em; flex-wrap: wrap; }
+th { background: #f4f4f4; } .row { display: flex; gap: 1em; }
+.row figure { flex: 1 1 0; min-width: 0; }
 figure { margin: 0; } video, img { max-width: 100%; } .chart { display: inline-block; margin: .5em; }
 .chart svg { max-width: 100%; height: auto; } .missing { color: #a00; } nav a { margin-right: 1em; }
 """
