@@ -1,6 +1,9 @@
 """Stage evaluate: the world-model controller (z and h), the z-only controller, the PPO agent of
 the collection, the PPO baseline (the world model's training time) and a random policy on the
 same fixed test tracks (a seed block no training stage uses), plus a video of one real drive.
+Robustness rows: the z+h controller on the same tracks seeing other track and grass colours
+(`controller_colour`) or black bars on the frame's sides (`controller_bars`), the tests of
+Tang et al. (2020) (wm.agents.Perturbed).
 
 The reported returns are always on gymnasium's CarRacing-v3, the reference. With
 env.backend: envpool, the controller is also run on envpool's port of the same seeds
@@ -12,7 +15,7 @@ outs: metrics/eval.json; metrics/eval_drive.mp4
 import numpy as np
 
 from wm import paths
-from wm.agents import build_policy
+from wm.agents import Perturbed, build_policy
 from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
@@ -49,6 +52,8 @@ def run():
     runs = [
         ("controller", agent, "gymnasium"),
         ("controller_z", load_agent(*world_model, inputs="z", device=device), "gymnasium"),
+        ("controller_colour", Perturbed(agent, "colour"), "gymnasium"),
+        ("controller_bars", Perturbed(agent, "bars"), "gymnasium"),
         ("ppo", build_policy("ppo"), "gymnasium"),
         ("ppo_baseline", build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
         ("random", build_policy("random"), "gymnasium"),

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from wm.agents import MixPolicy, PPOPolicy, RandomPolicy
+from wm.agents import (
+    BAR_WIDTH,
+    GRASS_COLOUR,
+    HUD_ROWS,
+    ROAD_COLOUR,
+    MixPolicy,
+    Perturbed,
+    PPOPolicy,
+    RandomPolicy,
+)
 from wm.controller import Controller
 from wm.env import BACKENDS
 from wm.errors import UserError
@@ -166,3 +175,47 @@ def test_mix_policy_splits_tracks_by_seed(monkeypatch):
     from_ppo = (actions == [0.0, 1.0, 0.0]).all(1)
     assert 0.35 < from_ppo.mean() < 0.65
     np.testing.assert_array_equal(from_ppo, mix.use_ppo)
+
+
+def test_perturbed_policy_sees_recoloured_or_barred_frames_of_the_same_track():
+    class Seen:
+        def reset(self, seeds):
+            self.frames = []
+
+        def act(self, obs):
+            self.frames.append(obs)
+            return np.zeros((len(obs), 3), np.float32)
+
+    with make_vector_env("gymnasium", max_steps=60, threads=1) as venv:
+        frames = venv.reset([7])
+        for _ in range(50):  # past the zoom-in: grass, road, kerbs and the car in view
+            frames, *_ = venv.step(np.zeros((1, 3), np.float32))
+    field = frames[0, :-HUD_ROWS].astype(int)
+    grass = (field[..., 1] >= field[..., 0] + 60) & (field[..., 1] >= field[..., 2] + 60)
+    road = (np.ptp(field, -1) <= 2) & (field[..., 0] >= 90) & (field[..., 0] <= 120)
+    assert grass.sum() > 1000 and road.sum() > 300  # both in view, so the test can fail
+
+    seen = Seen()
+    colour = Perturbed(seen, "colour")
+    colour.reset([7, 8])
+    colour.act(np.concatenate([frames, frames]))
+    shifted = seen.frames[0].astype(int)
+    for row, (grass_colour, road_colour) in enumerate(colour.colours):
+        moved = shifted[row, :-HUD_ROWS] - field
+        np.testing.assert_array_equal(moved[grass][0], grass_colour - GRASS_COLOUR)
+        np.testing.assert_array_equal(moved[road][0], road_colour - ROAD_COLOUR)
+        assert not moved[~(grass | road)].any()  # the car, kerbs and edges keep their colours
+        np.testing.assert_array_equal(shifted[row, -HUD_ROWS:], frames[0, -HUD_ROWS:])
+    assert not np.array_equal(colour.colours[0], colour.colours[1])  # each track its own colours
+    again = Perturbed(Seen(), "colour")
+    again.reset([8])
+    np.testing.assert_array_equal(again.colours[0], colour.colours[1])  # drawn from the seed alone
+
+    bars = Perturbed(seen, "bars")
+    bars.reset([7])
+    bars.act(frames)
+    barred = seen.frames[0]
+    assert not barred[:, :, :BAR_WIDTH].any() and not barred[:, :, -BAR_WIDTH:].any()
+    np.testing.assert_array_equal(barred[:, :, BAR_WIDTH:-BAR_WIDTH], frames[:, :, BAR_WIDTH:-BAR_WIDTH])
+    with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
+        Perturbed(seen, "fog")

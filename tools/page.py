@@ -90,6 +90,8 @@ POLICIES = {  # metrics/eval.json's rows, in the order shown
     "controller": "World Models, z and h",
     "controller_z": "World Models, z only",
     "controller_envpool": "World Models, z and h, on envpool",
+    "controller_colour": "World Models, z and h, other track and grass colours",
+    "controller_bars": "World Models, z and h, black bars on the sides",
     "ppo": "PPO (data policy)",
     "ppo_baseline": "PPO, the world model's training time",
     "random": "random actions",

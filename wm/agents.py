@@ -103,6 +103,60 @@ class ReplayPolicy:
         return self.actions[self.step - 1]
 
 
+# The robustness tests of Tang et al. (2020), on the frames the policy sees (the env and its
+# tracks unchanged): new track and grass colours, and black bars on the frame's sides.
+HUD_ROWS = 12  # the frame's bottom rows: the dashboard, left as it is
+GRASS_COLOUR = np.array([100, 202, 100])  # CarRacing-v3's grass (its stripes: +26 green)
+ROAD_COLOUR = np.array([102, 102, 102])  # its road (tiles vary by a few levels)
+BAR_WIDTH = 12  # pixels of 96 on each side
+
+
+def recolour(frames, grass, road):
+    """`frames` (N, 96, 96, 3) uint8 with grass pixels (green well above red and blue) moved by
+    `grass - GRASS_COLOUR` and road pixels (grey 90-120) by `road - ROAD_COLOUR`, per track:
+    grass, road (N, 3). Stripes and tile shades keep their differences; the kerbs, the car and
+    the anti-aliased edges keep their colours."""
+    out = frames.astype(np.int16)
+    field = out[:, :-HUD_ROWS]
+    r, g, b = field[..., 0], field[..., 1], field[..., 2]
+    is_grass = (g >= r + 60) & (g >= b + 60)
+    is_road = (field.max(-1) - field.min(-1) <= 2) & (r >= 90) & (r <= 120)
+    field += np.where(is_grass[..., None], (grass - GRASS_COLOUR)[:, None, None], 0).astype(np.int16)
+    field += np.where(is_road[..., None], (road - ROAD_COLOUR)[:, None, None], 0).astype(np.int16)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def side_bars(frames):
+    """`frames` with BAR_WIDTH black columns on the left and the right, full height."""
+    out = frames.copy()
+    out[:, :, :BAR_WIDTH] = 0
+    out[:, :, -BAR_WIDTH:] = 0
+    return out
+
+
+class Perturbed:
+    """`policy` seeing perturbed frames: "colour", each track's grass and road in colours drawn
+    from its seed as CarRacing's own `domain_randomize` draws them (each channel uniform in
+    [0, 210]); or "bars", black bars on both sides."""
+
+    KINDS = ("colour", "bars")
+
+    def __init__(self, policy, kind):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown perturbation {kind!r}: one of {', '.join(self.KINDS)}")
+        self.policy, self.kind = policy, kind
+
+    def reset(self, seeds):
+        rngs = [np.random.default_rng([seed, 3]) for seed in seeds]
+        self.colours = np.array([rng.uniform(0, 210, (2, 3)) for rng in rngs]).round()  # (N, grass/road, 3)
+        self.policy.reset(seeds)
+
+    def act(self, obs):
+        if self.kind == "colour":
+            return self.policy.act(recolour(obs, self.colours[:, 0], self.colours[:, 1]))
+        return self.policy.act(side_bars(obs))
+
+
 def build_policy(kind, ppo_path=paths.PPO_MODEL, action_noise=0.0, ppo_fraction=0.5):
     """A policy that needs no world model: "random", "ppo" (the model at `ppo_path`, with
     Gaussian `action_noise`) or "mix" (per track, that PPO with probability `ppo_fraction`, else
