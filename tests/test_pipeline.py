@@ -47,7 +47,8 @@ def test_repro_makes_every_output_and_metric(repo):
     workspace = next(iter(shown.values()))["data"]  # keyed "" or "workspace" by DVC version
     assert set(METRICS) <= set(workspace), set(METRICS) - set(workspace)
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
-    for policy in ("controller", "controller_z", "ppo", "ppo_baseline", "random", "controller_envpool"):
+    policies = ("controller", "controller_z", "ppo", "ppo_baseline", "random", "controller_envpool")
+    for policy in (*policies, "controller_colour", "controller_bars"):
         returns = evaluation[policy]["returns"]
         assert len(returns) == 2, policy
         assert evaluation[policy]["mean"] == pytest.approx(np.mean(returns))
