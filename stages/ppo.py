@@ -49,7 +49,14 @@ def run():
     torch.manual_seed(params.seed)
     with open_live(metrics_dir) as live:
         best = train_ppo(
-            cfg, params.env.max_steps, params.seed, resolve_device(params.device), out, live, saved=saved
+            cfg,
+            params.env.max_steps,
+            params.seed,
+            resolve_device(params.device),
+            out,
+            live,
+            threads=params.threads,
+            saved=saved,
         )
         live.log_metric("eval/best_mean_reward", best, plot=False)
     saved.clear()  # done: a forced rerun trains again

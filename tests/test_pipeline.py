@@ -256,16 +256,20 @@ def saved_timesteps(path):
             30,
             "resuming CMA-ES after generation {} of 30",
         ),
-        (  # 10 rollouts of 64 steps on 60-step tracks: killed mid-episode, after evaluations
-            "ppo",
-            {"ppo": {"timesteps": 640, "eval_freq": 128}},
-            ["models/ppo.pt", "metrics/ppo"],
-            saved_timesteps,
-            320,
-            640,
-            "resuming PPO after {} of 640 timesteps",
-        ),
+        *[
+            (  # 10 rollouts of 64 steps on 60-step tracks: killed mid-episode, after evaluations
+                "ppo",
+                {"ppo": {"timesteps": 640, "eval_freq": 128, "backend": backend}},
+                ["models/ppo.pt", "metrics/ppo"],
+                saved_timesteps,
+                320,
+                640,
+                "resuming PPO after {} of 640 timesteps",
+            )
+            for backend in ("gymnasium", "envpool")
+        ],
     ],
+    ids=["controller", "ppo-gymnasium", "ppo-envpool"],
 )
 def test_a_stage_killed_mid_run_resumes_to_the_same_bytes(
     repo, stage, edit, outs, saved_so_far, kill_after, total, said

@@ -31,6 +31,7 @@ class EnvConfig:
 @dataclass(frozen=True)
 class PPOConfig:
     timesteps: int = _p(1)
+    backend: str = _p(choices=BACKENDS)
     n_envs: int = _p(1, 256)
     learning_rate: float = _p(1e-8, 1.0)
     n_steps: int = _p(8)
