@@ -257,14 +257,14 @@ def saved_timesteps(path):
             "resuming CMA-ES after generation {} of 30",
         ),
         *[
-            (  # 10 rollouts of 64 steps on 60-step tracks: killed mid-episode, after evaluations
+            (  # 6 rollouts of 64 steps on 60-step tracks: killed mid-episode, after an evaluation
                 "ppo",
-                {"ppo": {"timesteps": 640, "eval_freq": 128, "backend": backend}},
+                {"ppo": {"timesteps": 384, "eval_freq": 128, "backend": backend}},
                 ["models/ppo.pt", "metrics/ppo"],
                 saved_timesteps,
-                320,
-                640,
-                "resuming PPO after {} of 640 timesteps",
+                192,
+                384,
+                "resuming PPO after {} of 384 timesteps",
             )
             for backend in ("gymnasium", "envpool")
         ],
