@@ -151,6 +151,11 @@ class Perturbed:
         self.colours = np.array([rng.uniform(0, 210, (2, 3)) for rng in rngs]).round()  # (N, grass/road, 3)
         self.policy.reset(seeds)
 
+    def to(self, device):
+        """This perturbation of the policy moved to `device` (wm.executor ships CPU copies)."""
+        moved = self.policy.to(device) if hasattr(self.policy, "to") else self.policy
+        return self if moved is self.policy else Perturbed(moved, self.kind)
+
     def act(self, obs):
         if self.kind == "colour":
             return self.policy.act(recolour(obs, self.colours[:, 0], self.colours[:, 1]))
