@@ -22,6 +22,7 @@ from wm import paths
 from wm.config import load_params
 from wm.errors import UserError, main
 from wm.io import resolve_device, write_json
+from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import write_mp4
 from wm.world_model import load_agent, load_world_model
@@ -73,27 +74,21 @@ def diagnose(record, tiles_total):
 
 
 def drive_and_watch(agent, seed, max_steps):
-    """Drive `seed` alone with `agent`; (return, steps, frames, per-step record, tiles on the track)."""
+    """Drive `seed` alone with `agent`, filmed; (the Rollout, the car's state at the reset and
+    after every step, the track's tile count)."""
+    record = {"off_road": [], "angular_velocity": [], "speed": []}
     with SingleEnv(max_steps, render_mode="rgb_array") as env:
-        obs = env.reset([seed])
-        agent.reset([seed])
         car_racing = env.env.unwrapped
-        frames, total, steps = [env.render()[0]], 0.0, 0
-        record = {"off_road": [], "angular_velocity": [], "speed": []}
-        done = False
-        while not done:
-            obs, reward, terminated, truncated = env.step(agent.act(obs))
-            total += float(reward[0])
-            steps += 1
-            frames.append(env.render()[0])
+
+        def watch(obs):
             car = car_racing.car
             record["off_road"].append(all(not wheel.tiles for wheel in car.wheels))
             record["angular_velocity"].append(car.hull.angularVelocity)
             record["speed"].append(float(np.hypot(*car.hull.linearVelocity)))
-            done = bool(terminated[0] or truncated[0])
-        record["tiles"] = car_racing.tile_visited_count
-        record["lap_done"] = bool(terminated[0])
-        return total, steps, frames, record, len(car_racing.track)
+
+        (rollout,) = drive(env, agent, [seed], 1, render=True, on_step=watch)
+        record["tiles"], record["lap_done"] = car_racing.tile_visited_count, rollout.terminated
+        return rollout, record, len(car_racing.track)
 
 
 @main
@@ -112,14 +107,15 @@ def run():
     tracks = []
     for i in worst:
         seed = int(evaluation["test_seeds"][i])
-        total, steps, frames, record, tiles_total = drive_and_watch(agent, seed, params.env.max_steps)
+        rollout, record, tiles_total = drive_and_watch(agent, seed, params.env.max_steps)
         video = args.out.parent / "worst" / f"{seed}.mp4"
-        write_mp4(video, frames, fps=50)
+        write_mp4(video, rollout.renders, fps=50)
+        total = rollout.total_reward
         track = {
             "seed": seed,
             "evaluate_return": float(returns[i]),
             "return_alone": round(total, 2),
-            "steps": steps,
+            "steps": rollout.steps,
             "video": str(video),
             **diagnose(record, tiles_total),
         }

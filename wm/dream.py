@@ -79,6 +79,27 @@ def dream_rollout(vae, mdnrnn, controller, start_frame, *, steps, tau, seed):
     return frames, rewards, dones
 
 
+ROAD_GREY = (70, 140)  # decoded road: grey (channels within ROAD_SPREAD) at these levels
+ROAD_SPREAD = 12
+FIELD_ROWS = 56  # of 64: the rows above the dashboard
+
+
+def road_mask(frames):
+    """(N, 64, 64, 3) uint8 frames -> (N, FIELD_ROWS, 64) bool: the road pixels of the field."""
+    field = frames[:, :FIELD_ROWS].astype(np.int16)
+    grey = field.max(-1) - field.min(-1) <= ROAD_SPREAD
+    level = field.mean(-1)
+    return grey & (level >= ROAD_GREY[0]) & (level <= ROAD_GREY[1])
+
+
+def road_agreement(real, dream):
+    """Per step, the intersection over union of the road pixels of the real and the dreamed
+    frames (equal-length lists of (64, 64, 3) uint8); 1.0 where neither shows road."""
+    a, b = road_mask(np.stack(real)), road_mask(np.stack(dream))
+    union = (a | b).sum((1, 2))
+    return np.where(union > 0, (a & b).sum((1, 2)) / np.maximum(union, 1), 1.0)
+
+
 def dream_starts(z_dim):
     """(M, Z) real latents (means) to start dreams from: every START_EVERY-th step of every
     latent episode after the zoom-in."""
