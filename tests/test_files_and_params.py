@@ -143,6 +143,7 @@ def test_seed_blocks_stay_apart_at_every_count_the_params_allow():
         "controller": SEED_BLOCK_SIZE,
         "ppo": 1,
         "dream": 1,
+        "validate": SEED_BLOCK_SIZE,
     }  # controller: _cross_check's bound
     used = {use: set(track_seeds(use, count)) for use, count in most.items()}
     assert set(used) == set(SEED_BLOCKS)
