@@ -42,7 +42,7 @@ def make_vector_env(backend, max_steps, threads):
     raise ValueError(f"unknown env backend {backend!r} (known: {', '.join(BACKENDS)})")
 
 
-class _Closing:
+class Closing:
     def __enter__(self):
         return self
 
@@ -50,7 +50,7 @@ class _Closing:
         self.close()
 
 
-class EnvpoolVectorEnv(_Closing):
+class EnvpoolVectorEnv(Closing):
     def __init__(self, max_steps, threads):
         self.max_steps, self.threads, self.env = max_steps, threads, None
 
@@ -84,7 +84,7 @@ def _gymnasium_worker(connection, max_steps):
     tracks, making more envs as needed, until "close" or until the parent is gone."""
     # Ctrl-C reaches the whole process group: the parent handles it and closes its workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     envs, done = [], np.zeros(0, dtype=bool)
     while True:
         try:
@@ -113,7 +113,7 @@ def _gymnasium_worker(connection, max_steps):
         env.close()
 
 
-def _die_with_parent():
+def die_with_parent():
     """On Linux, have the kernel kill this process when its parent dies, even by kill -9: a
     killed stage leaves no worker behind (elsewhere the worker ends at its next message)."""
     if sys.platform.startswith("linux"):
@@ -121,7 +121,7 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class GymnasiumVectorEnv(_Closing):
+class GymnasiumVectorEnv(Closing):
     def __init__(self, max_steps, threads):
         context = multiprocessing.get_context("spawn")
         self.connections, self.processes = [], []
@@ -159,7 +159,7 @@ class GymnasiumVectorEnv(_Closing):
         self.connections, self.processes = [], []
 
 
-class SingleEnv(_Closing):
+class SingleEnv(Closing):
     """One gymnasium CarRacing-v3 in this process behind the vector interface (a batch of one),
     for drives that are watched (`render_mode="human"`) or filmed (`"rgb_array"`)."""
 
