@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import ENV, run
+from tests.e2e import ENV, restore, run
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +68,14 @@ def test_results_page_names_an_unknown_revision(repo):
     assert (
         "no-such-rev: neither a git revision nor a dvc experiment" in result.stderr.strip().splitlines()[-1]
     )
+
+
+def test_results_page_names_a_corrupt_metrics_file(repo):
+    (repo / "metrics/eval.json").write_text("{ not json")
+    try:
+        result = run(repo, "python", "-m", "tools.page", "--out", "results/bad.html", check=False)
+        assert result.returncode != 0
+        assert "metrics/eval.json (workspace): not valid JSON" in result.stderr.strip().splitlines()[-1]
+        assert not (repo / "results/bad.html").exists()
+    finally:
+        restore(repo)

@@ -131,15 +131,21 @@ class Source:
 
     def json(self, path):
         data = self.read(path)
-        return json.loads(data) if data is not None else None
+        try:
+            return json.loads(data) if data is not None else None
+        except ValueError as err:
+            sys.exit(f"error: {path} ({self.label}): not valid JSON ({err}); rerun its stage (dvc repro)")
 
     def tsv(self, path):
         """(steps, values) of a dvclive TSV file, or None."""
         data = self.read(path)
         if data is None:
             return None
-        rows = [line.split("\t") for line in data.decode().splitlines()[1:] if line]
-        return np.array([float(r[0]) for r in rows]), np.array([float(r[-1]) for r in rows])
+        try:
+            rows = [line.split("\t") for line in data.decode().splitlines()[1:] if line]
+            return np.array([float(r[0]) for r in rows]), np.array([float(r[-1]) for r in rows])
+        except (ValueError, IndexError, UnicodeDecodeError) as err:
+            sys.exit(f"error: {path} ({self.label}): not a dvclive TSV ({err}); rerun its stage (dvc repro)")
 
 
 def resolve(rev):
