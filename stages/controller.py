@@ -54,38 +54,17 @@ def run():
         "inputs": inputs,
     }
     progress = Progress(paths.PROGRESS / f"{stage}.npz", fingerprint(run_params, depends + code))
-    with (
-        make_executor(params.env.backend, params.env.max_steps, cfg.workers, params.threads) as executor,
-        open_live(paths.CONTROLLER_METRICS[inputs]) as live,
-    ):
-        if cfg.mode == "real":
-            score = RealScore(executor, agent, batch_size=params.env.batch_size, rollouts=cfg.rollouts)
-        else:
-            score = DreamScore(
-                mdnrnn,
-                controller,
-                dream_starts(vae.z_dim),
-                rollouts=cfg.rollouts,
-                steps=cfg.dream_steps,
-                tau=cfg.dream_temperature,
-                seed=params.seed,
-            )
-        finalists, fitness = evolve(
-            score,
-            controller.size,
-            population=cfg.population,
-            generations=cfg.generations,
-            sigma0=cfg.sigma0,
-            seed=params.seed,
-            live=live,
-            finalists=cfg.finalists,
-            progress=progress,
-        )
-        # tracks after those the real mode trained on
+    env = params.env
+    with open_live(paths.CONTROLLER_METRICS[inputs]) as live:
+        with make_executor(env.backend, env.max_steps, cfg.workers, params.threads) as executor:
+            finalists, fitness = evolve_controllers(params, executor, agent, live, progress)
+        # the finalists on tracks after those the real mode trained on, on select_backend (gymnasium:
+        # the env evaluate reports on, so that a failure of envpool's port alone does not pick)
         seeds = track_seeds("controller", cfg.select_tracks, start=cfg.generations * cfg.rollouts)
-        returns = mean_returns(
-            executor, agent, finalists, seeds, batch_size=params.env.batch_size, desc="select"
-        )
+        with make_executor(cfg.select_backend, env.max_steps, cfg.workers, params.threads) as executor:
+            returns = mean_returns(
+                executor, agent, finalists, seeds, batch_size=env.batch_size, desc="select"
+            )
         pick = int(returns.argmax())
         live.log_metric("select/return", float(returns[pick]), plot=False)
         live.log_metric("select/finalist", pick, plot=False)  # 0: CMA-ES's mean
@@ -101,6 +80,35 @@ def run():
     )
     progress.path.unlink(missing_ok=True)  # done: a forced rerun computes again
     timer.save()
+
+
+def evolve_controllers(params, executor, agent, live, progress):
+    """CMA-ES's finalists and every generation's fitness (wm.evolve.evolve), scored in the real env
+    through `executor` or in the MDN-RNN's dream (`controller.mode`)."""
+    cfg, controller = params.controller, agent.controller
+    if cfg.mode == "real":
+        score = RealScore(executor, agent, batch_size=params.env.batch_size, rollouts=cfg.rollouts)
+    else:
+        score = DreamScore(
+            agent.mdnrnn,
+            controller,
+            dream_starts(params.vae.z_dim),
+            rollouts=cfg.rollouts,
+            steps=cfg.dream_steps,
+            tau=cfg.dream_temperature,
+            seed=params.seed,
+        )
+    return evolve(
+        score,
+        controller.size,
+        population=cfg.population,
+        generations=cfg.generations,
+        sigma0=cfg.sigma0,
+        seed=params.seed,
+        live=live,
+        finalists=cfg.finalists,
+        progress=progress,
+    )
 
 
 if __name__ == "__main__":

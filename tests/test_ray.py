@@ -39,8 +39,8 @@ def test_env_bound_stages_on_two_nodes_make_the_local_bytes(repo):
         result = on_cluster(
             repo, "dvc repro -f -s collect && dvc repro -f -s controller && dvc repro -f -s evaluate"
         )
-        # collect, controller and evaluate (its gymnasium and its envpool runs) each on both nodes
-        assert result.stderr.count("ray: 2 actors of 1 CPU on 2 node(s)") == 4, result.stderr[-3000:]
+        # collect, controller (CMA-ES, then finalists) and evaluate (gymnasium, then envpool), on both nodes
+        assert result.stderr.count("ray: 2 actors of 1 CPU on 2 node(s)") == 5, result.stderr[-3000:]
         assert digest(repo) == local
         assert not run(repo, "git", "status", "--porcelain").stdout.strip()  # dvc.lock and metrics too
         assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."

@@ -100,6 +100,7 @@ class ControllerConfig:
     dream_temperature: float = _p(0.01, 10.0)
     finalists: int = _p(0, 1000)
     select_tracks: int = _p(1, 100_000)
+    select_backend: str = _p(choices=BACKENDS)
     workers: int = _p(1, 256)
 
 
