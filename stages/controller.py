@@ -5,8 +5,10 @@ controller.mode real: each candidate drives the real CarRacing-v3, the VAE encod
 and the MDN-RNN carrying h; the whole population drives in batches of env.batch_size tracks.
 controller.mode dream: each candidate drives batched dreams of the MDN-RNN, scored by its reward
 and done heads at temperature dream_temperature, starting from real latents after the zoom-in.
-Either way CMA-ES's final mean and the `finalists` best candidates then drive `select_tracks`
-real tracks, and the best of them is saved.
+Either way CMA-ES's final mean and the `finalists` best candidates are then scored once more
+and the best of them is saved: on `select_tracks` real tracks on `select_backend` (real mode), or
+on `select_tracks` dreams from starts no generation drew (dream mode: the controller never meets
+the real env).
 
 outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per generation, selection)
 """
@@ -56,15 +58,14 @@ def run():
     progress = Progress(paths.PROGRESS / f"{stage}.npz", fingerprint(run_params, depends + code))
     env = params.env
     with open_live(paths.CONTROLLER_METRICS[inputs]) as live:
-        with make_executor(env.backend, env.max_steps, cfg.workers, params.threads) as executor:
-            finalists, fitness = evolve_controllers(params, executor, agent, live, progress)
-        # the finalists on tracks after those the real mode trained on, on select_backend (gymnasium:
-        # the env evaluate reports on, so that a failure of envpool's port alone does not pick)
-        seeds = track_seeds("controller", cfg.select_tracks, start=cfg.generations * cfg.rollouts)
-        with make_executor(cfg.select_backend, env.max_steps, cfg.workers, params.threads) as executor:
-            returns = mean_returns(
-                executor, agent, finalists, seeds, batch_size=env.batch_size, desc="select"
-            )
+        if cfg.mode == "real":
+            with make_executor(env.backend, env.max_steps, cfg.workers, params.threads) as executor:
+                score = RealScore(executor, agent, batch_size=env.batch_size, rollouts=cfg.rollouts)
+                finalists, fitness = evolve_controllers(params, score, agent, live, progress)
+        else:
+            score = dream_score(params, agent, cfg.rollouts)
+            finalists, fitness = evolve_controllers(params, score, agent, live, progress)
+        returns = select_scores(params, agent, finalists)
         pick = int(returns.argmax())
         live.log_metric("select/return", float(returns[pick]), plot=False)
         live.log_metric("select/finalist", pick, plot=False)  # 0: CMA-ES's mean
@@ -82,25 +83,40 @@ def run():
     timer.save()
 
 
-def evolve_controllers(params, executor, agent, live, progress):
-    """CMA-ES's finalists and every generation's fitness (wm.evolve.evolve), scored in the real env
-    through `executor` or in the MDN-RNN's dream (`controller.mode`)."""
-    cfg, controller = params.controller, agent.controller
-    if cfg.mode == "real":
-        score = RealScore(executor, agent, batch_size=params.env.batch_size, rollouts=cfg.rollouts)
-    else:
-        score = DreamScore(
-            agent.mdnrnn,
-            controller,
-            dream_starts(params.vae.z_dim),
-            rollouts=cfg.rollouts,
-            steps=cfg.dream_steps,
-            tau=cfg.dream_temperature,
-            seed=params.seed,
-        )
+def dream_score(params, agent, rollouts):
+    """Scoring in the MDN-RNN's dream: `rollouts` dreams per candidate (wm.evolve.DreamScore)."""
+    cfg = params.controller
+    return DreamScore(
+        agent.mdnrnn,
+        agent.controller,
+        dream_starts(params.vae.z_dim),
+        rollouts=rollouts,
+        steps=cfg.dream_steps,
+        tau=cfg.dream_temperature,
+        seed=params.seed,
+    )
+
+
+def select_scores(params, agent, finalists):
+    """Each finalist's score for the final choice. Real mode: the mean return on `select_tracks`
+    tracks after those CMA-ES drove, on `select_backend` (gymnasium by default: the env evaluate
+    reports on, so that a failure of envpool's port alone does not decide). Dream mode:
+    `select_tracks` dreams from starts no generation drew (the controller never meets the real
+    env)."""
+    cfg, env = params.controller, params.env
+    if cfg.mode == "dream":
+        return dream_score(params, agent, cfg.select_tracks)(cfg.generations, finalists)
+    seeds = track_seeds("controller", cfg.select_tracks, start=cfg.generations * cfg.rollouts)
+    with make_executor(cfg.select_backend, env.max_steps, cfg.workers, params.threads) as executor:
+        return mean_returns(executor, agent, finalists, seeds, batch_size=env.batch_size, desc="select")
+
+
+def evolve_controllers(params, score, agent, live, progress):
+    """CMA-ES's finalists and every generation's fitness (wm.evolve.evolve), scored by `score`."""
+    cfg = params.controller
     return evolve(
         score,
-        controller.size,
+        agent.controller.size,
         population=cfg.population,
         generations=cfg.generations,
         sigma0=cfg.sigma0,

@@ -1,8 +1,8 @@
 """CMA-ES (pycma) over the controller's flat parameter vector.
 
 Candidates are scored in the real env (the paper's way) or inside the MDN-RNN's dream (batched,
-thousands of rollouts per second); either way the finalists are then checked on real tracks
-and the best of them is kept.
+thousands of rollouts per second); the stage then scores the finalists once more, the same way
+on other tracks or dreams, and keeps the best (stages/controller.py).
 """
 
 import hashlib
