@@ -162,8 +162,19 @@ def test_stage_run_by_a_python_without_the_packages_says_which(repo):
 
 def test_controller_stage_evolves_in_the_dream(repo):
     edit_params(repo, "controller", mode="dream", dream_steps=10, rollouts=2)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
     try:
-        run(repo, "python", "-m", "stages.controller")
+        # no real env, not even for the final choice: an executor that cannot exist is never asked
+        result = subprocess.run(
+            ["python", "-m", "stages.controller"],
+            cwd=repo,
+            env={**ENV, "WM_EXECUTOR": "ray", "RAY_ADDRESS": nowhere},
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
         metrics = json.loads((repo / "metrics/controller/metrics.json").read_text())
         assert metrics["step"] == 1  # two generations logged, steps 0 and 1
         assert np.isfinite(metrics["generation"]["best"]) and "return" in metrics["select"]
