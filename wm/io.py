@@ -127,17 +127,19 @@ def fingerprint(value, files=()):
 
 
 def resolve_device(name):
-    """Map the `device` param to a torch device: auto picks cuda, then mps, then cpu."""
+    """Map the `device` param to a torch device: auto picks cuda, then mps, then cpu. A device
+    this machine does not have is one line naming it (the params stage asks first, before DVC
+    deletes anything)."""
     import torch
 
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("params.yaml: device is cuda but no CUDA device is available")
+        return torch.device(next(device for device, there in available.items() if there))
+    if not available.get(name, False):
+        raise UserError(
+            f"params.yaml: device is {name} but this machine has no {name.upper()} device "
+            f"(it has: {', '.join(d for d, there in available.items() if there)}; device: auto picks one)"
+        )
     return torch.device(name)
 
 
