@@ -35,7 +35,6 @@ import contextlib
 import multiprocessing
 import os
 import pickle
-import signal
 import socket
 import sys
 from multiprocessing.connection import wait
@@ -46,7 +45,7 @@ from tqdm import tqdm
 
 from wm.errors import UserError
 from wm.rollout import collect, drive, to_episode
-from wm.vector_env import Closing, die_with_parent, make_vector_env
+from wm.vector_env import Closing, make_vector_env, worker_messages
 
 EXECUTORS = ("local", "processes", "ray")
 REACH_SECONDS = 10  # to reach RAY_ADDRESS before giving up
@@ -235,16 +234,9 @@ def _cpu_copy(policy):
 def _process_worker(connection, backend, max_steps, threads):
     """A ProcessExecutor's worker: a DriveActor of one CPU answering ("policy", key, pickled)
     and ("run", key, batch, record) until "close" or until the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent closes its workers
-    die_with_parent()
+    messages = worker_messages(connection)
     actor = DriveActor(backend, max_steps, 1, threads)
-    while True:
-        try:
-            message = connection.recv()
-        except (EOFError, ConnectionError):  # the parent is gone
-            break
-        if message == "close":
-            break
+    for message in messages:
         if message[0] == "policy":
             actor.policies[message[1]] = pickle.loads(message[2])
             continue

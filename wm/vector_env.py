@@ -82,17 +82,8 @@ class EnvpoolVectorEnv(Closing):
 def _gymnasium_worker(connection, max_steps):
     """Answer ("reset", seeds) and ("step", actions) messages for this worker's share of the
     tracks, making more envs as needed, until "close" or until the parent is gone."""
-    # Ctrl-C reaches the whole process group: the parent handles it and closes its workers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent()
     envs, done = [], np.zeros(0, dtype=bool)
-    while True:
-        try:
-            message = connection.recv()
-        except (EOFError, ConnectionError):  # the parent is gone
-            break
-        if message == "close":
-            break
+    for message in worker_messages(connection):
         if message[0] == "reset":
             seeds = message[1]
             envs += [make_env(max_steps) for _ in range(len(seeds) - len(envs))]
@@ -111,6 +102,27 @@ def _gymnasium_worker(connection, max_steps):
         connection.send((obs, reward, terminated, truncated))
     for env in envs:
         env.close()
+
+
+def worker_messages(connection):
+    """Make this process a worker of its parent, at once: Ctrl-C is the parent's to handle, and
+    the worker dies with the parent, even after kill -9 (die_with_parent). Returns the parent's
+    messages, until "close" or until the parent is gone."""
+    # Ctrl-C reaches the whole process group: the parent handles it and closes its workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+    return _messages(connection)
+
+
+def _messages(connection):
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, ConnectionError):  # the parent is gone
+            return
+        if message == "close":
+            return
+        yield message
 
 
 def die_with_parent():
