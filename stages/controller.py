@@ -8,13 +8,16 @@ and done heads at temperature dream_temperature, starting from real latents afte
 Either way CMA-ES's final mean and the `finalists` best candidates are then scored once more
 and the best of them is saved: on `select_tracks` real tracks on `select_backend` (real mode), or
 on `select_tracks` dreams from starts no generation drew (dream mode: the controller never meets
-the real env).
+the real env). With `watch_tracks`, each generation's best candidate also drives that many fixed
+validate tracks, a readout logged beside its fitness (`watch/real`, `watch/fitness`: the dream's
+score against the real one in dream mode) that neither CMA-ES nor the selection sees.
 
 outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per generation, selection)
 """
 
 import dataclasses
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from wm import paths
@@ -58,13 +61,18 @@ def run():
     progress = Progress(paths.PROGRESS / f"{stage}.npz", fingerprint(run_params, depends + code))
     env = params.env
     with open_live(paths.CONTROLLER_METRICS[inputs]) as live:
-        if cfg.mode == "real":
-            with make_executor(env.backend, env.max_steps, cfg.workers, params.threads) as executor:
+        with ExitStack() as stack:  # the real env, if anything drives it while CMA-ES runs
+            executor = None
+            if cfg.mode == "real" or cfg.watch_tracks:
+                executor = stack.enter_context(
+                    make_executor(env.backend, env.max_steps, cfg.workers, params.threads)
+                )
+            if cfg.mode == "real":
                 score = RealScore(executor, agent, batch_size=env.batch_size, rollouts=cfg.rollouts)
-                finalists, fitness = evolve_controllers(params, score, agent, live, progress)
-        else:
-            score = dream_score(params, agent, cfg.rollouts)
-            finalists, fitness = evolve_controllers(params, score, agent, live, progress)
+            else:
+                score = dream_score(params, agent, cfg.rollouts)
+            watch = real_watch(params, agent, executor) if cfg.watch_tracks else None
+            finalists, fitness = evolve_controllers(params, score, agent, live, progress, watch)
         returns = select_scores(params, agent, finalists)
         pick = int(returns.argmax())
         live.log_metric("select/return", float(returns[pick]), plot=False)
@@ -97,6 +105,18 @@ def dream_score(params, agent, rollouts):
     )
 
 
+def real_watch(params, agent, executor):
+    """A readout of how a controller does in the real env: its mean return on the first
+    `watch_tracks` validate tracks (the same every generation), through `executor`. Logged
+    beside its fitness; CMA-ES and the selection never see it."""
+    seeds = track_seeds("validate", params.controller.watch_tracks)
+
+    def watch(candidate):
+        return mean_returns(executor, agent, [candidate], seeds, batch_size=params.env.batch_size)[0]
+
+    return watch
+
+
 def select_scores(params, agent, finalists):
     """Each finalist's score for the final choice. Real mode: the mean return on `select_tracks`
     tracks after those CMA-ES drove, on `select_backend` (gymnasium by default: the env evaluate
@@ -111,8 +131,9 @@ def select_scores(params, agent, finalists):
         return mean_returns(executor, agent, finalists, seeds, batch_size=env.batch_size, desc="select")
 
 
-def evolve_controllers(params, score, agent, live, progress):
-    """CMA-ES's finalists and every generation's fitness (wm.evolve.evolve), scored by `score`."""
+def evolve_controllers(params, score, agent, live, progress, watch=None):
+    """CMA-ES's finalists and every generation's fitness (wm.evolve.evolve), scored by `score`,
+    each generation's best also scored by `watch` if given."""
     cfg = params.controller
     return evolve(
         score,
@@ -124,6 +145,7 @@ def evolve_controllers(params, score, agent, live, progress):
         live=live,
         finalists=cfg.finalists,
         progress=progress,
+        watch=watch,
     )
 
 

@@ -211,6 +211,10 @@ def test_evolve_resumes_after_a_kill_with_the_bytes_of_an_uninterrupted_run(tmp_
         scored.append(generation)
         return -((np.asarray(candidates) - target) ** 2).sum(1)
 
+    def watch(candidate):  # the readout of each generation's best (the real env's, in the stage)
+        watched.append(candidate)
+        return float(np.abs(candidate).sum())
+
     def run(live_dir, progress):
         with open_live(tmp_path / live_dir) as live:
             return evolve(
@@ -223,24 +227,28 @@ def test_evolve_resumes_after_a_kill_with_the_bytes_of_an_uninterrupted_run(tmp_
                 live=live,
                 finalists=3,
                 progress=progress,
+                watch=watch,
             )
 
-    kill_at = None
+    kill_at, watched = None, []
     whole, whole_fitness = run("whole", None)
+    assert len(watched) == 10
     scored.clear()
     path = tmp_path / "progress" / "controller.npz"
     kill_at = 6
     with pytest.raises(KeyboardInterrupt):
         run("killed", Progress(path, "key"))
     assert scored == [0, 1, 2, 3, 4, 5] and len(Progress(path, "key")) == 6
-    kill_at, scored[:] = None, []
+    kill_at, scored[:], watched[:] = None, [], []
     resumed, resumed_fitness = run("resumed", Progress(path, "key"))
     assert scored == [6, 7, 8, 9]  # only the generations the killed run had not finished
+    assert len(watched) == 4  # and only their best candidates are watched; the rest is replayed
     for a, b in zip(whole, resumed):
         assert a.tobytes() == b.tobytes()
     assert whole_fitness.tobytes() == resumed_fitness.tobytes()
-    metrics = [(tmp_path / d / "metrics.json").read_text() for d in ("whole", "resumed")]
-    assert metrics[0] == metrics[1]  # the replayed generations are logged again, as if never killed
+    for logged in ("metrics.json", "plots/metrics/watch/real.tsv", "plots/metrics/generation/best.tsv"):
+        whole_log, resumed_log = ((tmp_path / d / logged).read_text() for d in ("whole", "resumed"))
+        assert whole_log == resumed_log  # the replayed generations are logged again, as if never killed
     assert len(Progress(path, "another key")) == 0  # progress of another run is not used
 
 

@@ -181,6 +181,20 @@ def test_controller_stage_evolves_in_the_dream(repo):
         checkpoint = torch.load(repo / "models/controller.pt", weights_only=True)
         assert checkpoint["config"]["h_dim"] == 16  # the smoke MDN-RNN's hidden units
         assert checkpoint["state_dict"]["params"].shape == ((8 + 16) * 3 + 3,)  # (Z + H) x 3 + 3
+        # the watch: each generation's best also drives a real validate track, logged beside its
+        # dream score and not fed back (the same controller comes out)
+        edit_params(repo, "controller", mode="dream", dream_steps=10, rollouts=2, watch_tracks=1)
+        result = subprocess.run(
+            ["python", "-m", "stages.controller"], cwd=repo, env=ENV, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        plots = repo / "metrics/controller/plots/metrics"
+        real = np.loadtxt(plots / "watch/real.tsv", skiprows=1)
+        dreamt = np.loadtxt(plots / "watch/fitness.tsv", skiprows=1)
+        assert real.shape == dreamt.shape == (2, 2) and np.isfinite(real).all()
+        assert (dreamt[:, 1] == np.loadtxt(plots / "generation/best.tsv", skiprows=1)[:, 1]).all()
+        rewatched = torch.load(repo / "models/controller.pt", weights_only=True)
+        assert rewatched["state_dict"]["params"].equal(checkpoint["state_dict"]["params"])
     finally:
         restore(repo)
 

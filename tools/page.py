@@ -39,6 +39,12 @@ class Curve(NamedTuple):
     x_label: str
 
 
+CMA_SERIES = (
+    ("generation/best", "best"),
+    ("generation/mean", "mean"),
+    ("generation/worst", "worst"),
+    ("watch/real", "best, on real validate tracks (controller.watch_tracks)"),
+)
 CURVES = [
     Curve(
         "PPO, the data policy",
@@ -70,13 +76,13 @@ CURVES = [
     Curve(
         "CMA-ES, controller on z and h",
         "metrics/controller",
-        (("generation/best", "best"), ("generation/mean", "mean"), ("generation/worst", "worst")),
+        CMA_SERIES,
         "generation",
     ),
     Curve(
         "CMA-ES, controller on z only",
         "metrics/controller_z",
-        (("generation/best", "best"), ("generation/mean", "mean"), ("generation/worst", "worst")),
+        CMA_SERIES,
         "generation",
     ),
     Curve(

@@ -101,6 +101,7 @@ class ControllerConfig:
     finalists: int = _p(0, 1000)
     select_tracks: int = _p(1, 100_000)
     select_backend: str = _p(choices=BACKENDS)
+    watch_tracks: int = _p(0, 1000)
     workers: int = _p(1, 256)
 
 

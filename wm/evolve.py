@@ -88,26 +88,33 @@ class Progress:
 
     def __init__(self, path, key):
         self.path, self.key = path, key
-        self.fitness, self.digests = [], []  # per generation: (population,) float64, md5 of its candidates
+        # per generation: (population,) float64, md5 of its candidates, the watched real return (or nan)
+        self.fitness, self.digests, self.watched = [], [], []
         if path is not None and path.exists():
             try:
                 with np.load(path, allow_pickle=False) as saved:
                     if str(saved["key"]) == key:
                         self.fitness = list(saved["fitness"])
                         self.digests = [str(d) for d in saved["digests"]]
+                        self.watched = [float(w) for w in saved["watched"]]
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # written atomically, so rare
                 tqdm.write(f"{path}: unreadable saved progress ({type(err).__name__}); starting over")
 
     def __len__(self):
         return len(self.fitness)
 
-    def add(self, candidates, fitness):
+    def add(self, candidates, fitness, watched=float("nan")):
         self.fitness.append(np.asarray(fitness, np.float64))
         self.digests.append(digest(candidates))
+        self.watched.append(float(watched))
         if self.path is not None:
             with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
                 np.savez(
-                    f, key=np.str_(self.key), fitness=np.stack(self.fitness), digests=np.array(self.digests)
+                    f,
+                    key=np.str_(self.key),
+                    fitness=np.stack(self.fitness),
+                    digests=np.array(self.digests),
+                    watched=np.array(self.watched),
                 )
 
 
@@ -115,9 +122,13 @@ def digest(candidates):
     return hashlib.md5(np.ascontiguousarray(candidates, np.float64).tobytes()).hexdigest()
 
 
-def evolve(score, n_params, *, population, generations, sigma0, seed, live, finalists, progress=None):
+def evolve(
+    score, n_params, *, population, generations, sigma0, seed, live, finalists, progress=None, watch=None
+):
     """Run CMA-ES from zero for `generations`, fitness `score(generation, candidates)`. Logs
-    best/mean/worst fitness per generation to `live`. With `progress` (a Progress), generations
+    best/mean/worst fitness per generation to `live`. With `watch(candidate) -> float`, each
+    generation's best candidate is also scored by it and logged as `watch/real` beside its fitness
+    `watch/fitness` (a readout: CMA-ES never sees it). With `progress` (a Progress), generations
     it holds are replayed, not scored, and each new one is saved to it. Returns the finalists:
     CMA-ES's final mean, then the `finalists` best candidates of any generation, best first, as
     (n_params,) arrays, and the fitness of every candidate, (generations, population)."""
@@ -136,12 +147,17 @@ def evolve(score, n_params, *, population, generations, sigma0, seed, live, fina
                     f"{progress.path}: generation {generation + 1} asks other candidates than "
                     f"the saved run did; delete the file to start over"
                 )
-            fitness = progress.fitness[generation]
+            fitness, watched = progress.fitness[generation], progress.watched[generation]
         else:
             fitness = np.asarray(score(generation, candidates), dtype=np.float64)
-            progress.add(candidates, fitness)
+            top = np.asarray(candidates[int(fitness.argmax())], np.float32)
+            watched = float(watch(top)) if watch is not None else float("nan")
+            progress.add(candidates, fitness, watched)
         es.tell(candidates, (-fitness).tolist())
         best.append((float(fitness.max()), np.asarray(candidates[int(fitness.argmax())], np.float32)))
+        if watch is not None:
+            live.log_metric("watch/fitness", float(fitness.max()))
+            live.log_metric("watch/real", watched)
         live.log_metric("generation/best", float(fitness.max()))
         live.log_metric("generation/mean", float(fitness.mean()))
         live.log_metric("generation/worst", float(fitness.min()))
