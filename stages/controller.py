@@ -18,7 +18,6 @@ outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per ge
 import dataclasses
 import sys
 from contextlib import ExitStack
-from pathlib import Path
 
 from wm import paths
 from wm.compute import use_threads
@@ -29,7 +28,7 @@ from wm.env import track_seeds
 from wm.errors import UserError, main
 from wm.evolve import DreamScore, Progress, RealScore, evolve, mean_returns
 from wm.executor import make_executor
-from wm.io import Timer, fingerprint, open_live, resolve_device, write_tsv
+from wm.io import Timer, open_live, resolve_device, run_fingerprint, write_tsv
 from wm.world_model import WorldModelAgent, load_world_model
 
 
@@ -49,7 +48,6 @@ def run():
     timer = Timer(stage)
     # what the run depends on: its params, its inputs, the code; saved progress of another is ignored
     depends = [paths.VAE, paths.MDNRNN, *([paths.LATENTS] if cfg.mode == "dream" else [])]
-    code = [Path(f"stages/{Path(__file__).name}"), *sorted(Path("wm").glob("*.py"))]
     run_params = {
         "seed": params.seed,
         "threads": params.threads,
@@ -58,7 +56,7 @@ def run():
         "controller": dataclasses.asdict(cfg),
         "inputs": inputs,
     }
-    progress = Progress(paths.PROGRESS / f"{stage}.npz", fingerprint(run_params, depends + code))
+    progress = Progress(paths.PROGRESS / f"{stage}.npz", run_fingerprint(__file__, run_params, depends))
     env = params.env
     with open_live(paths.CONTROLLER_METRICS[inputs]) as live:
         with ExitStack() as stack:  # the real env, if anything drives it while CMA-ES runs

@@ -126,6 +126,14 @@ def fingerprint(value, files=()):
     return md5.hexdigest()
 
 
+def run_fingerprint(stage_file, value, inputs=()):
+    """The fingerprint of a stage's run: its `value` (the params it reads), its `inputs` and its
+    code, the stage's own file and every module of wm/, so saved progress is trusted only by a run
+    of the same params, inputs and code."""
+    code = [Path("stages") / Path(stage_file).name, *sorted(Path("wm").glob("*.py"))]
+    return fingerprint(value, [*inputs, *code])
+
+
 def resolve_device(name):
     """Map the `device` param to a torch device: auto picks cuda, then mps, then cpu. A device
     this machine does not have is one line naming it (the params stage asks first, before DVC
