@@ -126,6 +126,36 @@ def leftovers(repo):
     return [p for p in repo.rglob(".*tmp*") if ".dvc" not in p.parts and ".git" not in p.parts]
 
 
+def processes(pattern, *, under=None, cwd=None):
+    """PIDs of the processes whose command line matches the regex `pattern`, kept to the
+    descendants of pid `under` and/or to those working in directory `cwd`: a test touches its own
+    processes only, never those of another run on the same machine."""
+    table = {}  # pid -> (parent pid, command line, working directory)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = b" ".join(a for a in (entry / "cmdline").read_bytes().split(b"\0") if a)
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            where = os.readlink(entry / "cwd") if cwd is not None else None
+        except OSError:  # it ended meanwhile, or is not ours to read
+            continue
+        table[int(entry.name)] = (parent, command.decode(errors="replace").strip(), where)
+
+    def descends(pid):
+        while pid > 1 and pid != under:
+            pid = table.get(pid, (0,))[0]
+        return pid == under
+
+    return sorted(
+        pid
+        for pid, (parent, command, where) in table.items()
+        if re.search(pattern, command)
+        and (under is None or descends(parent))
+        and (cwd is None or where == str(Path(cwd).resolve()))
+    )
+
+
 def edit_params(repo, group, **values):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params[group].update(values)
@@ -133,7 +163,9 @@ def edit_params(repo, group, **values):
 
 
 def restore(repo):
-    """Back to the fixture's commit: params, metrics and dvc.lock from git, outs from the cache."""
+    """Back to the fixture's commit: params, metrics and dvc.lock from git (files a test's run
+    added removed, e.g. a metric the fixture's params do not log), outs from the cache."""
     run(repo, "git", "checkout", "--", ".")
+    run(repo, "git", "clean", "-fdq")
     run(repo, "dvc", "checkout", "-f")
     assert not run(repo, "git", "status", "--porcelain").stdout.strip()

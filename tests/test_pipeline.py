@@ -28,6 +28,7 @@ from tests.e2e import (
     edit_params,
     error_of,
     leftovers,
+    processes,
     restore,
     run,
     stages_run,
@@ -343,9 +344,9 @@ def kill_stage_while_dvc_runs_it(repo, stage, sign):
     deadline = time.monotonic() + 120
     while not list(repo.glob(sign)) and dvc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    found = subprocess.run(["pgrep", "-f", f"python -m stages.{stage}$"], capture_output=True, text=True)
-    assert found.stdout.split(), f"{stage} was not running when {sign} appeared"
-    os.kill(int(found.stdout.split()[0]), signal.SIGKILL)
+    found = processes(rf"^\S*python\S* -m stages\.{stage}$", under=dvc.pid)  # this repo's stage only
+    assert found, f"{stage} was not running when {sign} appeared"
+    os.kill(found[0], signal.SIGKILL)
     return dvc.wait()
 
 
@@ -366,8 +367,7 @@ def test_a_stage_killed_mid_run_reruns_cleanly(repo, stage, sign, edit):
         run(repo, "dvc", "repro")
         assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
         assert not leftovers(repo)
-        workers = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True)
-        assert not workers.stdout.strip()  # no env worker outlived its stage
+        assert not processes("multiprocessing.spawn", cwd=repo)  # no env worker outlived its stage
     finally:
         restore(repo)
 

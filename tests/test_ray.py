@@ -3,12 +3,15 @@ started and stopped by each test inside a network namespace of its own that has 
 (`unshare --net`, which needs root: CI runs as root), so that no packet leaves the machine. The
 repo is the end-to-end tests' (tests/conftest.py); each test leaves it as it found it."""
 
+import os
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
-from tests.e2e import OUTS, digest, edit_params, error_of, leftovers, restore, run
+from tests.e2e import ENV, OUTS, digest, edit_params, error_of, leftovers, processes, restore, run
 
 
 def can_isolate():
@@ -27,10 +30,12 @@ CONTROLLER_OUTS = ["models/controller.pt", "metrics/controller"]
 PROGRESS = ".dvc/tmp/wm/progress/controller.npz"
 
 
+CLUSTER = ["python", "-m", "tools.ray_cluster", "--isolated", "--nodes", "2"]  # of 1 CPU each
+
+
 def on_cluster(repo, script, check=True):
     """Run the shell `script` in `repo` with a two-node cluster of 1 CPU per node, isolated."""
-    cluster = ["python", "-m", "tools.ray_cluster", "--isolated", "--nodes", "2"]
-    return run(repo, *cluster, "--", "sh", "-c", script, check=check)
+    return run(repo, *CLUSTER, "--", "sh", "-c", script, check=check)
 
 
 def test_env_bound_stages_on_two_nodes_make_the_local_bytes(repo):
@@ -61,18 +66,24 @@ def longer_controller(repo):
 
 
 def test_a_killed_ray_worker_is_replaced_and_its_batch_rerun(repo, longer_controller):
-    # as soon as generation 1 is saved, kill -9 an actor's process while it drives a batch
-    result = on_cluster(
-        repo,
-        f"""python -m stages.controller & stage=$!
-        while [ ! -f {PROGRESS} ]; do sleep 0.02; done
-        for try in $(seq 2000); do
-            pkill -9 -f '^ray::DriveActor.run' && echo killed a worker >&2 && break
-            sleep 0.01
-        done
-        wait $stage""",
+    # as soon as generation 1 is saved, kill -9 one of this cluster's actors while it drives a batch
+    cluster = subprocess.Popen(
+        [*CLUSTER, "--", "python", "-m", "stages.controller"],
+        cwd=repo,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    assert "killed a worker" in result.stderr
+    killed, deadline = False, time.monotonic() + 300
+    while not killed and cluster.poll() is None and time.monotonic() < deadline:
+        if (repo / PROGRESS).exists():
+            for pid in processes(r"^ray::DriveActor\.run", under=cluster.pid):
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.01)
+    assert killed, "no actor of the cluster was driving after generation 1"
+    assert cluster.wait() == 0
     assert digest(repo, CONTROLLER_OUTS) == longer_controller
 
 
