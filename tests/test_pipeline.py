@@ -475,3 +475,17 @@ def test_pull_from_an_empty_remote_says_to_build(repo, tmp_path):
     result = run(clone, "make", "pull", f"BIN={Path(sys.executable).parent}", check=False)
     assert result.returncode != 0
     assert "if nobody pushed it to this remote, build it with 'make repro'" in result.stderr
+
+
+def test_timed_repro_resumes_and_keeps_the_times_it_has(repo, tmp_path):
+    out = tmp_path / "timings.json"
+    out.write_text(json.dumps({"params": {"seconds": 1.5, "peak_memory_mb": 9}, "total_seconds": 1.5}))
+    timed = ["python", "-m", "tools.timed_repro", "--stages", "params,dream", "--out", str(out)]
+    result = run(repo, *timed, "--resume")
+    assert "params: timed already" in result.stdout
+    timings = json.loads(out.read_text())
+    assert timings["params"] == {"seconds": 1.5, "peak_memory_mb": 9}  # kept, not run again
+    assert timings["dream"]["seconds"] > 0
+    assert timings["total_seconds"] == pytest.approx(timings["dream"]["seconds"] + 1.5)
+    out.write_text("{cut")
+    assert f"{out}: not valid JSON" in error_of(run(repo, *timed, "--resume", check=False))
