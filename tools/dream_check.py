@@ -1,0 +1,148 @@
+"""How the MDN-RNN's dream scores driving, against the real env: what a dream-trained controller
+can trust. In a workspace with data/latents, models/ and params.yaml:
+
+    python -m tools.dream_check [--dreams 64] [--out reports/dream_check.json]
+
+1. Teacher-forced on the collected episodes (data/latents, their real frames and actions): per
+   episode, the sum of the reward head's predictions against the real return; per step, the
+   predicted reward where the car earned a tile (real reward > 0) and where it did not; the
+   done head's probability at the real last step and before it.
+2. Free-running: the trained z+h controller (models/controller.pt, a real-env controller) and a
+   controller of zeros (no steering, gas 0.5) each drive `--dreams` dreams of `env.max_steps`
+   steps from real starts at `controller.dream_temperature`, as dream mode scores candidates:
+   a dream that ranks the good driver far above the idle one is one CMA-ES can learn from.
+   Their real returns are in metrics/eval.json (`controller`) and on the tracks themselves.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wm import paths
+from wm.compute import use_threads
+from wm.config import load_params
+from wm.dream import dream_returns, dream_starts
+from wm.env import ZOOM_STEPS
+from wm.episodes import list_files, load_latents
+from wm.errors import main
+from wm.mdnrnn import sample_z
+from wm.world_model import load_agent, load_world_model
+
+
+@main
+def run():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dreams", type=int, default=64)
+    parser.add_argument("--taus", help="comma-separated temperatures (default: controller.dream_temperature)")
+    parser.add_argument("--steps", help="comma-separated dream lengths (default: env.max_steps)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    params = load_params()
+    use_threads(params.threads)
+    vae, mdnrnn = load_world_model(params.vae.z_dim)
+    agent = load_agent(vae, mdnrnn, inputs="zh")
+    report = {"teacher_forced": teacher_forced(mdnrnn), "replayed": {}, "dreams": {}}
+    taus = [float(t) for t in args.taus.split(",")] if args.taus else [params.controller.dream_temperature]
+    lengths = [int(n) for n in args.steps.split(",")] if args.steps else [params.env.max_steps]
+    for tau in taus:
+        for steps in lengths:
+            for warm in (True, False):
+                key = f"tau {tau}, {steps} steps, {'warm' if warm else 'cold'} h"
+                report["replayed"][key] = replayed(mdnrnn, steps=steps, tau=tau, warm=warm)
+    starts = dream_starts(vae.z_dim)
+    generator = torch.Generator().manual_seed(params.seed)
+    z0 = starts[torch.randint(len(starts), (args.dreams,), generator=generator)]
+    controller = agent.controller
+    for tau in taus:
+        for steps in lengths:
+            scores = {}
+            for name, weights in (("controller", controller.params), ("zeros", np.zeros(controller.size))):
+                batch = np.repeat(np.asarray(weights, np.float32)[None], args.dreams, axis=0)
+                returns = dream_returns(
+                    mdnrnn,
+                    controller,
+                    batch,
+                    z0,
+                    steps=steps,
+                    tau=tau,
+                    generator=torch.Generator().manual_seed(1),
+                )
+                scores[name] = summary(returns.numpy())
+            report["dreams"][f"tau {tau}, {steps} steps"] = scores
+    evaluation = Path("metrics/eval.json")
+    if evaluation.is_file():
+        real = json.loads(evaluation.read_text()).get("controller", {})
+        report["dreams"]["controller_real_mean"] = real.get("mean")
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+@torch.inference_mode()
+def teacher_forced(mdnrnn):
+    real_returns, predicted_returns, tile, no_tile, done_last, done_before = [], [], [], [], [], []
+    for path in list_files(paths.LATENTS, "latent"):
+        latents = load_latents(path, mdnrnn.z_dim)
+        z = torch.from_numpy(latents.mu[:-1])[None]
+        action = torch.from_numpy(latents.action)[None]
+        prediction, _ = mdnrnn(z, action)
+        reward = prediction.reward[0].numpy()
+        done = torch.sigmoid(prediction.done_logit[0]).numpy()
+        real_returns.append(float(latents.reward.sum()))
+        predicted_returns.append(float(reward.sum()))
+        tile.append(reward[latents.reward > 0])
+        no_tile.append(reward[latents.reward <= 0])
+        done_last.append(float(done[-1]))
+        done_before.append(float(done[:-1].mean()))
+    real, predicted = np.array(real_returns), np.array(predicted_returns)
+    tile, no_tile = np.concatenate(tile), np.concatenate(no_tile)
+    return {
+        "episodes": len(real),
+        "real_return": summary(real),
+        "predicted_return": summary(predicted),
+        "correlation": round(float(np.corrcoef(real, predicted)[0, 1]), 3),
+        "reward_on_tile_steps": summary(tile),
+        "reward_on_other_steps": summary(no_tile),
+        "done_probability_last_step": round(float(np.mean(done_last)), 3),
+        "done_probability_before": round(float(np.mean(done_before)), 4),
+    }
+
+
+@torch.inference_mode()
+def replayed(mdnrnn, *, steps, tau, warm, start=ZOOM_STEPS):
+    """The collected episodes' own actions replayed in the dream from step `start` for `steps`
+    steps (z sampled at `tau`, not read from the episode): the predicted reward summed against
+    the real one over the same steps. `warm`: the LSTM state comes from reading the episode up
+    to `start` (as a driving agent's would); otherwise it starts at zero, as dreams do."""
+    episodes = [load_latents(path, mdnrnn.z_dim) for path in list_files(paths.LATENTS, "latent")]
+    episodes = [e for e in episodes if len(e.action) >= start + steps]
+    z_all = torch.from_numpy(np.stack([e.mu[: start + 1] for e in episodes]))  # (B, start+1, Z)
+    action = torch.from_numpy(np.stack([e.action[: start + steps] for e in episodes]))
+    state = mdnrnn(z_all[:, :start], action[:, :start])[1] if warm else None
+    z, predicted = z_all[:, start : start + 1], torch.zeros(len(episodes))
+    generator = torch.Generator().manual_seed(0)
+    for t in range(start, start + steps):  # the whole batch of episodes, one step at a time
+        prediction, state = mdnrnn(z, action[:, t : t + 1], state)
+        predicted += prediction.reward[:, 0]
+        z = sample_z(prediction.log_pi, prediction.mu, prediction.log_sigma, tau, generator)
+    real = [float(e.reward[start : start + steps].sum()) for e in episodes]
+    real, predicted = np.array(real), predicted.numpy()
+    return {
+        "real": summary(real),
+        "predicted": summary(predicted),
+        "correlation": round(float(np.corrcoef(real, predicted)[0, 1]), 3),
+    }
+
+
+def summary(values):
+    values = np.asarray(values, np.float64)
+    return {"mean": round(float(values.mean()), 2), "std": round(float(values.std()), 2), "n": len(values)}
+
+
+if __name__ == "__main__":
+    run()
