@@ -11,7 +11,10 @@ can trust. In a workspace with data/latents, models/ and params.yaml:
    controller of zeros (no steering, gas 0.5) each drive `--dreams` dreams of `env.max_steps`
    steps from real starts at `controller.dream_temperature`, as dream mode scores candidates:
    a dream that ranks the good driver far above the idle one is one CMA-ES can learn from.
-   Their real returns are in metrics/eval.json (`controller`) and on the tracks themselves.
+   (The z+h controller's real return: metrics/eval.json.) `--start-step 50` starts every
+   dream at the start line (the end of the zoom-in), where a real drive begins.
+
+Both with `--taus` and `--steps` lists: the report has one entry per pair.
 """
 
 import argparse
@@ -38,6 +41,11 @@ def run():
     parser.add_argument("--dreams", type=int, default=64)
     parser.add_argument("--taus", help="comma-separated temperatures (default: controller.dream_temperature)")
     parser.add_argument("--steps", help="comma-separated dream lengths (default: env.max_steps)")
+    parser.add_argument(
+        "--start-step",
+        type=int,
+        help="dreams start at this step of each episode (default: dream mode's starts)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     params = load_params()
@@ -52,9 +60,13 @@ def run():
             for warm in (True, False):
                 key = f"tau {tau}, {steps} steps, {'warm' if warm else 'cold'} h"
                 report["replayed"][key] = replayed(mdnrnn, steps=steps, tau=tau, warm=warm)
-    starts = dream_starts(vae.z_dim)
-    generator = torch.Generator().manual_seed(params.seed)
-    z0 = starts[torch.randint(len(starts), (args.dreams,), generator=generator)]
+    if args.start_step is None:  # as dream mode draws them: every 25th step after the zoom-in
+        starts = dream_starts(vae.z_dim)
+        generator = torch.Generator().manual_seed(params.seed)
+        z0 = starts[torch.randint(len(starts), (args.dreams,), generator=generator)]
+    else:  # the same step of each episode, e.g. ZOOM_STEPS: the start line, as a real drive begins
+        z0 = torch.from_numpy(np.stack([latents.mu[args.start_step] for latents in episodes(vae.z_dim)]))
+        z0 = z0[torch.arange(args.dreams) % len(z0)]
     controller = agent.controller
     for tau in taus:
         for steps in lengths:
@@ -72,10 +84,6 @@ def run():
                 )
                 scores[name] = summary(returns.numpy())
             report["dreams"][f"tau {tau}, {steps} steps"] = scores
-    evaluation = Path("metrics/eval.json")
-    if evaluation.is_file():
-        real = json.loads(evaluation.read_text()).get("controller", {})
-        report["dreams"]["controller_real_mean"] = real.get("mean")
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
@@ -83,11 +91,14 @@ def run():
         args.out.write_text(text + "\n")
 
 
+def episodes(z_dim):
+    return [load_latents(path, z_dim) for path in list_files(paths.LATENTS, "latent")]
+
+
 @torch.inference_mode()
 def teacher_forced(mdnrnn):
     real_returns, predicted_returns, tile, no_tile, done_last, done_before = [], [], [], [], [], []
-    for path in list_files(paths.LATENTS, "latent"):
-        latents = load_latents(path, mdnrnn.z_dim)
+    for latents in episodes(mdnrnn.z_dim):
         z = torch.from_numpy(latents.mu[:-1])[None]
         action = torch.from_numpy(latents.action)[None]
         prediction, _ = mdnrnn(z, action)
@@ -119,18 +130,17 @@ def replayed(mdnrnn, *, steps, tau, warm, start=ZOOM_STEPS):
     steps (z sampled at `tau`, not read from the episode): the predicted reward summed against
     the real one over the same steps. `warm`: the LSTM state comes from reading the episode up
     to `start` (as a driving agent's would); otherwise it starts at zero, as dreams do."""
-    episodes = [load_latents(path, mdnrnn.z_dim) for path in list_files(paths.LATENTS, "latent")]
-    episodes = [e for e in episodes if len(e.action) >= start + steps]
-    z_all = torch.from_numpy(np.stack([e.mu[: start + 1] for e in episodes]))  # (B, start+1, Z)
-    action = torch.from_numpy(np.stack([e.action[: start + steps] for e in episodes]))
+    long_enough = [e for e in episodes(mdnrnn.z_dim) if len(e.action) >= start + steps]
+    z_all = torch.from_numpy(np.stack([e.mu[: start + 1] for e in long_enough]))  # (B, start+1, Z)
+    action = torch.from_numpy(np.stack([e.action[: start + steps] for e in long_enough]))
     state = mdnrnn(z_all[:, :start], action[:, :start])[1] if warm else None
-    z, predicted = z_all[:, start : start + 1], torch.zeros(len(episodes))
+    z, predicted = z_all[:, start : start + 1], torch.zeros(len(long_enough))
     generator = torch.Generator().manual_seed(0)
     for t in range(start, start + steps):  # the whole batch of episodes, one step at a time
         prediction, state = mdnrnn(z, action[:, t : t + 1], state)
         predicted += prediction.reward[:, 0]
         z = sample_z(prediction.log_pi, prediction.mu, prediction.log_sigma, tau, generator)
-    real = [float(e.reward[start : start + steps].sum()) for e in episodes]
+    real = [float(e.reward[start : start + steps].sum()) for e in long_enough]
     real, predicted = np.array(real), predicted.numpy()
     return {
         "real": summary(real),
