@@ -14,6 +14,12 @@ can trust. In a workspace with data/latents, models/ and params.yaml:
    (The z+h controller's real return: metrics/eval.json.) `--start-step 50` starts every
    dream at the start line (the end of the zoom-in), where a real drive begins.
 
+3. Ranking: the candidates of the real-env CMA-ES run (metrics/controller/fitness.tsv: every
+   candidate's real fitness; CMA-ES is seeded, so replaying its tells asks the same candidates
+   again) each drive `--dreams` dreams from the same starts; the Spearman correlation of their
+   dream scores with their real fitness says how well the dream ranks controllers, which is
+   all CMA-ES asks of it.
+
 Both with `--taus` and `--steps` lists: the report has one entry per pair.
 """
 
@@ -68,6 +74,8 @@ def run():
         z0 = torch.from_numpy(np.stack([latents.mu[args.start_step] for latents in episodes(vae.z_dim)]))
         z0 = z0[torch.arange(args.dreams) % len(z0)]
     controller = agent.controller
+    candidates, real_fitness = real_candidates(params, controller.size)
+    report["dreams"]["ranked_candidates"] = 0 if candidates is None else len(candidates)
     for tau in taus:
         for steps in lengths:
             scores = {}
@@ -83,6 +91,19 @@ def run():
                     generator=torch.Generator().manual_seed(1),
                 )
                 scores[name] = summary(returns.numpy())
+            if candidates is not None:
+                dreamt = dream_returns(
+                    mdnrnn,
+                    controller,
+                    np.repeat(candidates, args.dreams, axis=0),
+                    z0.repeat(len(candidates), 1),
+                    steps=steps,
+                    tau=tau,
+                    generator=torch.Generator().manual_seed(1),
+                ).numpy()
+                scores["rank_correlation_with_real"] = spearman(
+                    dreamt.reshape(len(candidates), args.dreams).mean(1), real_fitness
+                )
             report["dreams"][f"tau {tau}, {steps} steps"] = scores
     text = json.dumps(report, indent=2)
     print(text)
@@ -147,6 +168,34 @@ def replayed(mdnrnn, *, steps, tau, warm, start=ZOOM_STEPS):
         "predicted": summary(predicted),
         "correlation": round(float(np.corrcoef(real, predicted)[0, 1]), 3),
     }
+
+
+def real_candidates(params, size, fitness_file=paths.CONTROLLER_METRICS["zh"] / "fitness.tsv"):
+    """Every candidate the real-env CMA-ES run scored, (N, size), and its real fitness (N,): its
+    tells replayed from `fitness_file` (None, None without one, or after a dream-mode run)."""
+    if not fitness_file.is_file() or params.controller.mode != "real":
+        return None, None
+    import cma
+
+    rows = np.loadtxt(fitness_file, skiprows=1, ndmin=2)
+    cfg = params.controller
+    es = cma.CMAEvolutionStrategy(
+        np.zeros(size), cfg.sigma0, {"popsize": cfg.population, "seed": params.seed + 1, "verbose": -9}
+    )
+    candidates, fitness = [], []
+    for generation in range(int(rows[:, 0].max()) + 1):
+        asked = es.ask()
+        scored = rows[rows[:, 0] == generation][:, 2]
+        es.tell(asked, (-scored).tolist())
+        candidates += [np.asarray(c, np.float32) for c in asked]
+        fitness += list(scored)
+    return np.stack(candidates), np.array(fitness)
+
+
+def spearman(a, b):
+    """Spearman's rank correlation of two (N,) arrays (ties broken by order)."""
+    ranks = [np.argsort(np.argsort(x)).astype(np.float64) for x in (a, b)]
+    return round(float(np.corrcoef(*ranks)[0, 1]), 3)
 
 
 def summary(values):
