@@ -489,3 +489,15 @@ def test_timed_repro_resumes_and_keeps_the_times_it_has(repo, tmp_path):
     assert timings["total_seconds"] == pytest.approx(timings["dream"]["seconds"] + 1.5)
     out.write_text("{cut")
     assert f"{out}: not valid JSON" in error_of(run(repo, *timed, "--resume", check=False))
+
+
+def test_dream_check_reports_the_dream_against_the_real_runs(repo, tmp_path):
+    out = tmp_path / "dream_check.json"
+    run(repo, "python", "-m", "tools.dream_check", "--dreams", "2", "--steps", "5", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert report["teacher_forced"]["episodes"] == len(list((repo / "data/latents").glob("*.npz")))
+    assert set(report["replayed"]) == {"tau 1.15, 5 steps, warm h", "tau 1.15, 5 steps, cold h"}
+    dreams = report["dreams"]["tau 1.15, 5 steps"]
+    assert dreams["controller"]["n"] == dreams["zeros"]["n"] == 2
+    # every candidate of the controller stage's CMA-ES (2 generations x 4), ranked in the dream
+    assert report["dreams"]["ranked_candidates"] == 8 and -1 <= dreams["rank_correlation_with_real"] <= 1

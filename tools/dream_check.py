@@ -152,6 +152,8 @@ def replayed(mdnrnn, *, steps, tau, warm, start=ZOOM_STEPS):
     the real one over the same steps. `warm`: the LSTM state comes from reading the episode up
     to `start` (as a driving agent's would); otherwise it starts at zero, as dreams do."""
     long_enough = [e for e in episodes(mdnrnn.z_dim) if len(e.action) >= start + steps]
+    if not long_enough:
+        return {"episodes": 0}
     z_all = torch.from_numpy(np.stack([e.mu[: start + 1] for e in long_enough]))  # (B, start+1, Z)
     action = torch.from_numpy(np.stack([e.action[: start + steps] for e in long_enough]))
     state = mdnrnn(z_all[:, :start], action[:, :start])[1] if warm else None
