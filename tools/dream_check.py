@@ -12,7 +12,8 @@ can trust. In a workspace with data/latents, models/ and params.yaml:
    steps from real starts at `controller.dream_temperature`, as dream mode scores candidates:
    a dream that ranks the good driver far above the idle one is one CMA-ES can learn from.
    (The z+h controller's real return: metrics/eval.json.) `--start-step 50` starts every
-   dream at the start line (the end of the zoom-in), where a real drive begins.
+   dream at the start line (the end of the zoom-in), where a real drive begins; `--warm` with
+   it starts them with the LSTM state read from the episode up to there, as a driver's is.
 
 3. Ranking: the candidates of the real-env CMA-ES run (metrics/controller/fitness.tsv: every
    candidate's real fitness; CMA-ES is seeded, so replaying its tells asks the same candidates
@@ -33,7 +34,7 @@ import torch
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
-from wm.dream import dream_returns, dream_starts
+from wm.dream import dream_returns, dream_starts, warm_states
 from wm.env import ZOOM_STEPS
 from wm.episodes import list_files, load_latents
 from wm.errors import main
@@ -52,6 +53,9 @@ def run():
         type=int,
         help="dreams start at this step of each episode (default: dream mode's starts)",
     )
+    parser.add_argument(
+        "--warm", action="store_true", help="with --start-step: the LSTM state read from the episode up to it"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     params = load_params()
@@ -66,13 +70,17 @@ def run():
             for warm in (True, False):
                 key = f"tau {tau}, {steps} steps, {'warm' if warm else 'cold'} h"
                 report["replayed"][key] = replayed(mdnrnn, steps=steps, tau=tau, warm=warm)
+    state = None  # the LSTM's state at the starts: zeros, as dream mode has it, unless --warm
     if args.start_step is None:  # as dream mode draws them: every 25th step after the zoom-in
         starts = dream_starts(vae.z_dim)
         generator = torch.Generator().manual_seed(params.seed)
         z0 = starts[torch.randint(len(starts), (args.dreams,), generator=generator)]
     else:  # the same step of each episode, e.g. ZOOM_STEPS: the start line, as a real drive begins
-        z0 = torch.from_numpy(np.stack([latents.mu[args.start_step] for latents in episodes(vae.z_dim)]))
-        z0 = z0[torch.arange(args.dreams) % len(z0)]
+        loaded = episodes(vae.z_dim)
+        chosen = [loaded[i % len(loaded)] for i in range(args.dreams)]
+        z0 = torch.from_numpy(np.stack([latents.mu[args.start_step] for latents in chosen]))
+        if args.warm:
+            state = warm_states(mdnrnn, chosen, args.start_step)
     controller = agent.controller
     candidates, real_fitness = real_candidates(params, controller.size)
     report["dreams"]["ranked_candidates"] = 0 if candidates is None else len(candidates)
@@ -89,6 +97,7 @@ def run():
                     steps=steps,
                     tau=tau,
                     generator=torch.Generator().manual_seed(1),
+                    state=state,
                 )
                 scores[name] = summary(returns.numpy())
             if candidates is not None:
@@ -100,6 +109,7 @@ def run():
                     steps=steps,
                     tau=tau,
                     generator=torch.Generator().manual_seed(1),
+                    state=None if state is None else tuple(x.repeat(len(candidates), 1) for x in state),
                 ).numpy()
                 scores["rank_correlation_with_real"] = spearman(
                     dreamt.reshape(len(candidates), args.dreams).mean(1), real_fitness

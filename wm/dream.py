@@ -27,11 +27,12 @@ def lstm_cell(mdnrnn):
 
 
 @torch.inference_mode()
-def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None, on_step=None):
+def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None, on_step=None, state=None):
     """B controllers driving in the dream at once.
 
     controller: the shape (a wm.controller.Controller); params (B, n_params), one controller per
-    rollout, or None for the controller's own; z0 (B, Z): start latents. Each step: act on
+    rollout, or None for the controller's own; z0 (B, Z): start latents; `state`: the LSTM's
+    (h, c) there, each (B, H) (default zeros; see warm_states). Each step: act on
     [z, h] (z alone for a z-only controller), step the LSTM, add the predicted reward, sample the
     next z at temperature `tau`; `on_step(z, prediction)` sees each new z (B, Z) and the
     wm.mdnrnn.Prediction (T = 1) it was drawn from. A rollout stops counting once its predicted
@@ -42,7 +43,10 @@ def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None,
     layers = [(w.to(device), b.to(device)) for w, b in controller.batch(params)]
     cell = lstm_cell(mdnrnn)
     batch = len(z0)
-    h = c = torch.zeros(batch, mdnrnn.hidden, device=device)
+    if state is None:
+        h = c = torch.zeros(batch, mdnrnn.hidden, device=device)
+    else:
+        h, c = (x.to(device) for x in state)
     z, total = z0.to(device), torch.zeros(batch, device=device)
     alive = torch.ones(batch, device=device)
     for _ in range(steps):
@@ -98,6 +102,20 @@ def road_agreement(real, dream):
     a, b = road_mask(np.stack(real)), road_mask(np.stack(dream))
     union = (a | b).sum((1, 2))
     return np.where(union > 0, (a & b).sum((1, 2)) / np.maximum(union, 1), 1.0)
+
+
+@torch.inference_mode()
+def warm_states(mdnrnn, latents, start):
+    """The LSTM state (h, c), each (B, H), after reading each of `latents` (wm.episodes.Latents,
+    B of them) up to step `start`: its z means and actions, as a driving agent's state would be
+    there. Zeros for start 0."""
+    if start == 0:
+        zeros = torch.zeros(len(latents), mdnrnn.hidden)
+        return zeros, zeros.clone()
+    z = torch.from_numpy(np.stack([e.mu[:start] for e in latents]))
+    action = torch.from_numpy(np.stack([e.action[:start] for e in latents]))
+    _, (h, c) = mdnrnn(z, action)
+    return h[0], c[0]
 
 
 def dream_starts(z_dim):
