@@ -93,10 +93,10 @@ class Progress:
         if path is not None and path.exists():
             try:
                 with np.load(path, allow_pickle=False) as saved:
-                    if str(saved["key"]) == key:
-                        self.fitness = list(saved["fitness"])
-                        self.digests = [str(d) for d in saved["digests"]]
+                    if str(saved["key"]) == key:  # all three or none
+                        fitness, digests = list(saved["fitness"]), [str(d) for d in saved["digests"]]
                         self.watched = [float(w) for w in saved["watched"]]
+                        self.fitness, self.digests = fitness, digests
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # written atomically, so rare
                 tqdm.write(f"{path}: unreadable saved progress ({type(err).__name__}); starting over")
 
