@@ -76,11 +76,10 @@ def test_a_killed_ray_worker_is_replaced_and_its_batch_rerun(repo, longer_contro
     )
     killed, deadline = False, time.monotonic() + 300
     while not killed and cluster.poll() is None and time.monotonic() < deadline:
-        if (repo / PROGRESS).exists():
-            for pid in processes(r"^ray::DriveActor\.run", under=cluster.pid):
-                os.kill(pid, signal.SIGKILL)
-                killed = True
-                break
+        actors = processes(r"^ray::DriveActor\.run", under=cluster.pid) if (repo / PROGRESS).exists() else []
+        if actors:
+            os.kill(actors[0], signal.SIGKILL)
+            killed = True
         time.sleep(0.01)
     assert killed, "no actor of the cluster was driving after generation 1"
     assert cluster.wait() == 0

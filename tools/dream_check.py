@@ -62,21 +62,21 @@ def run():
     use_threads(params.threads)
     vae, mdnrnn = load_world_model(params.vae.z_dim)
     agent = load_agent(vae, mdnrnn, inputs="zh")
-    report = {"teacher_forced": teacher_forced(mdnrnn), "replayed": {}, "dreams": {}}
+    loaded = [load_latents(path, vae.z_dim) for path in list_files(paths.LATENTS, "latent")]
+    report = {"teacher_forced": teacher_forced(mdnrnn, loaded), "replayed": {}, "dreams": {}}
     taus = [float(t) for t in args.taus.split(",")] if args.taus else [params.controller.dream_temperature]
     lengths = [int(n) for n in args.steps.split(",")] if args.steps else [params.env.max_steps]
     for tau in taus:
         for steps in lengths:
             for warm in (True, False):
                 key = f"tau {tau}, {steps} steps, {'warm' if warm else 'cold'} h"
-                report["replayed"][key] = replayed(mdnrnn, steps=steps, tau=tau, warm=warm)
+                report["replayed"][key] = replayed(mdnrnn, loaded, steps=steps, tau=tau, warm=warm)
     state = None  # the LSTM's state at the starts: zeros, as dream mode has it, unless --warm
     if args.start_step is None:  # as dream mode draws them: every 25th step after the zoom-in
         starts = dream_starts(vae.z_dim)
         generator = torch.Generator().manual_seed(params.seed)
         z0 = starts[torch.randint(len(starts), (args.dreams,), generator=generator)]
     else:  # the same step of each episode, e.g. ZOOM_STEPS: the start line, as a real drive begins
-        loaded = episodes(vae.z_dim)
         chosen = [loaded[i % len(loaded)] for i in range(args.dreams)]
         z0 = torch.from_numpy(np.stack([latents.mu[args.start_step] for latents in chosen]))
         if args.warm:
@@ -122,14 +122,10 @@ def run():
         args.out.write_text(text + "\n")
 
 
-def episodes(z_dim):
-    return [load_latents(path, z_dim) for path in list_files(paths.LATENTS, "latent")]
-
-
 @torch.inference_mode()
-def teacher_forced(mdnrnn):
+def teacher_forced(mdnrnn, episodes):
     real_returns, predicted_returns, tile, no_tile, done_last, done_before = [], [], [], [], [], []
-    for latents in episodes(mdnrnn.z_dim):
+    for latents in episodes:
         z = torch.from_numpy(latents.mu[:-1])[None]
         action = torch.from_numpy(latents.action)[None]
         prediction, _ = mdnrnn(z, action)
@@ -156,18 +152,19 @@ def teacher_forced(mdnrnn):
 
 
 @torch.inference_mode()
-def replayed(mdnrnn, *, steps, tau, warm, start=ZOOM_STEPS):
-    """The collected episodes' own actions replayed in the dream from step `start` for `steps`
-    steps (z sampled at `tau`, not read from the episode): the predicted reward summed against
-    the real one over the same steps. `warm`: the LSTM state comes from reading the episode up
-    to `start` (as a driving agent's would); otherwise it starts at zero, as dreams do."""
-    long_enough = [e for e in episodes(mdnrnn.z_dim) if len(e.action) >= start + steps]
+def replayed(mdnrnn, episodes, *, steps, tau, warm, start=ZOOM_STEPS):
+    """The collected latent `episodes`' own actions replayed in the dream from step `start` for
+    `steps` steps (z sampled at `tau`, not read from the episode): the predicted reward summed
+    against the real one over the same steps. `warm`: the LSTM state comes from reading the
+    episode up to `start` (as a driving agent's would); otherwise it starts at zero, as dreams do."""
+    long_enough = [e for e in episodes if len(e.action) >= start + steps]
     if not long_enough:
         return {"episodes": 0}
-    z_all = torch.from_numpy(np.stack([e.mu[: start + 1] for e in long_enough]))  # (B, start+1, Z)
+    z = torch.from_numpy(np.stack([e.mu[start : start + 1] for e in long_enough]))  # (B, 1, Z)
     action = torch.from_numpy(np.stack([e.action[: start + steps] for e in long_enough]))
-    state = mdnrnn(z_all[:, :start], action[:, :start])[1] if warm else None
-    z, predicted = z_all[:, start : start + 1], torch.zeros(len(long_enough))
+    state = warm_states(mdnrnn, long_enough, start) if warm else None
+    state = None if state is None else tuple(x[None] for x in state)  # nn.LSTM's (1, B, H)
+    predicted = torch.zeros(len(long_enough))
     generator = torch.Generator().manual_seed(0)
     for t in range(start, start + steps):  # the whole batch of episodes, one step at a time
         prediction, state = mdnrnn(z, action[:, t : t + 1], state)

@@ -108,10 +108,9 @@ def road_agreement(real, dream):
 def warm_states(mdnrnn, latents, start):
     """The LSTM state (h, c), each (B, H), after reading each of `latents` (wm.episodes.Latents,
     B of them) up to step `start`: its z means and actions, as a driving agent's state would be
-    there. Zeros for start 0."""
+    there. None (dream_returns' zeros) for start 0."""
     if start == 0:
-        zeros = torch.zeros(len(latents), mdnrnn.hidden)
-        return zeros, zeros.clone()
+        return None
     z = torch.from_numpy(np.stack([e.mu[:start] for e in latents]))
     action = torch.from_numpy(np.stack([e.action[:start] for e in latents]))
     _, (h, c) = mdnrnn(z, action)
