@@ -95,7 +95,7 @@ def dream_score(params, agent, rollouts):
     return DreamScore(
         agent.mdnrnn,
         agent.controller,
-        dream_starts(params.vae.z_dim),
+        dream_starts(agent.mdnrnn, params.vae.z_dim, warm=params.mdnrnn.carry_state),
         rollouts=rollouts,
         steps=cfg.dream_steps,
         tau=cfg.dream_temperature,

@@ -41,6 +41,7 @@ def run():
             device=resolve_device(params.device),
             live=live,
             seed=params.seed,
+            carry_state=cfg.carry_state,
         )
     save_checkpoint(paths.MDNRNN, mdnrnn.config, mdnrnn.cpu().state_dict())
     timer.save()

@@ -355,6 +355,66 @@ def test_sequence_stream_covers_every_step(tmp_path):
     assert not np.isclose(z[:2], episodes[0].mu[start : start + 2]).any()
 
 
+def test_episode_chunks_carry_whole_episodes_in_order(tmp_path):
+    from wm.data import episode_chunks
+
+    files, lengths = [], [9, 4, 12]
+    for i, steps in enumerate(lengths):
+        files.append(tmp_path / f"episode_{i:05d}.npz")
+        save_latents(files[-1], make_latents(steps=steps, seed=i))
+    episodes = [load_latents(path) for path in files]
+    heads = set()
+    for seed in range(8):
+        pairs = list(episode_chunks(files, 4, 5, 2, 3, np.random.default_rng(seed)))
+        runs = []  # the chunks of one batch of episodes, from a first one to the next
+        for chunk, first in pairs:
+            assert chunk["action"].shape[1] <= 5 and chunk["z"].shape[1] == chunk["action"].shape[1] + 1
+            if first:
+                runs.append([])
+            else:  # each chunk continues the last: its first z is the last one's last
+                np.testing.assert_array_equal(chunk["z"][:, 0], runs[-1][-1]["z"][:, -1])
+            runs[-1].append(chunk)
+        heads.update(run[0]["action"].shape[1] for run in runs if len(run) > 1)
+        found = []
+        for run in runs:
+            mask = np.concatenate([c["mask"] for c in run], 1)
+            action = np.concatenate([c["action"] for c in run], 1)
+            for row in range(len(mask)):  # each row: one whole episode, in order, then padding
+                steps = int(mask[row].sum())
+                assert mask[row, :steps].all() and not action[row, steps:].any()
+                (e,) = [e for e, ep in enumerate(episodes) if np.array_equal(ep.action, action[row, :steps])]
+                found.append(e)
+        assert sorted(found) == [0, 1, 2]
+    assert len(heads) > 2  # the first chunk's length moves between epochs
+
+
+def test_carried_chunks_score_like_one_pass_over_whole_episodes(tmp_path):
+    from wm.mdnrnn import MDNRNN
+    from wm.train_mdnrnn import batches, evaluate_mdnrnn
+
+    files = []
+    for i, steps in enumerate([9, 4, 12]):
+        files.append(tmp_path / f"episode_{i:05d}.npz")
+        save_latents(files[-1], make_latents(steps=steps, seed=i))
+    torch.manual_seed(0)
+    mdnrnn = MDNRNN(z_dim=4, hidden=8, mixtures=2)
+
+    def losses(seq_len, carry_state):
+        pairs = batches(
+            files, 4, seq_len=seq_len, batch_size=2, buffer_episodes=3, carry_state=carry_state,
+            rng=np.random.default_rng(0), shuffle=False,
+        )  # fmt: skip
+        return evaluate_mdnrnn(mdnrnn, pairs, "cpu")
+
+    whole = losses(12, carry_state=True)  # every episode in one chunk
+    chunked = losses(5, carry_state=True)
+    assert chunked.keys() == whole.keys()
+    for key in whole:
+        assert chunked[key] == pytest.approx(whole[key], rel=1e-5), key
+    windows = losses(5, carry_state=False)  # a zero state every 5 steps: another loss
+    assert windows["val/nll"] != pytest.approx(whole["val/nll"], rel=1e-3)
+
+
 class RunsCode:
     """Unpickled, this touches `marker`: what a tampered checkpoint from a remote would do."""
 

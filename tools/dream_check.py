@@ -12,8 +12,9 @@ can trust. In a workspace with data/latents, models/ and params.yaml:
    steps from real starts at `controller.dream_temperature`, as dream mode scores candidates:
    a dream that ranks the good driver far above the idle one is one CMA-ES can learn from.
    (The z+h controller's real return: metrics/eval.json.) `--start-step 50` starts every
-   dream at the start line (the end of the zoom-in), where a real drive begins; `--warm` with
-   it starts them with the LSTM state read from the episode up to there, as a driver's is.
+   dream at the start line (the end of the zoom-in), where a real drive begins; `--warm` starts
+   them with the LSTM state read from the episode up to there, as a driver's is (as dream mode
+   does for an M trained with mdnrnn.carry_state).
 
 3. Ranking: the candidates of the real-env CMA-ES run (metrics/controller/fitness.tsv: every
    candidate's real fitness; CMA-ES is seeded, so replaying its tells asks the same candidates
@@ -54,7 +55,9 @@ def run():
         help="dreams start at this step of each episode (default: dream mode's starts)",
     )
     parser.add_argument(
-        "--warm", action="store_true", help="with --start-step: the LSTM state read from the episode up to it"
+        "--warm",
+        action="store_true",
+        help="dreams start with the LSTM state read from the episode up to the start",
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -71,11 +74,14 @@ def run():
             for warm in (True, False):
                 key = f"tau {tau}, {steps} steps, {'warm' if warm else 'cold'} h"
                 report["replayed"][key] = replayed(mdnrnn, loaded, steps=steps, tau=tau, warm=warm)
-    state = None  # the LSTM's state at the starts: zeros, as dream mode has it, unless --warm
+    state = None  # the LSTM's state at the starts: zeros unless --warm
     if args.start_step is None:  # as dream mode draws them: every 25th step after the zoom-in
-        starts = dream_starts(vae.z_dim)
+        starts, states = dream_starts(mdnrnn, vae.z_dim, warm=args.warm)
         generator = torch.Generator().manual_seed(params.seed)
-        z0 = starts[torch.randint(len(starts), (args.dreams,), generator=generator)]
+        pick = torch.randint(len(starts), (args.dreams,), generator=generator)
+        z0 = starts[pick]
+        if states is not None:
+            state = tuple(x[pick] for x in states)
     else:  # the same step of each episode, e.g. ZOOM_STEPS: the start line, as a real drive begins
         chosen = [loaded[i % len(loaded)] for i in range(args.dreams)]
         z0 = torch.from_numpy(np.stack([latents.mu[args.start_step] for latents in chosen]))

@@ -86,6 +86,7 @@ class MDNRNNConfig:
     grad_clip: float = _p(0.0, 1e6)
     val_fraction: float = _p(0.0, 0.9)
     buffer_episodes: int = _p(1, 1_000_000)
+    carry_state: bool = _p()
 
 
 @dataclass(frozen=True)

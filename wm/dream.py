@@ -105,25 +105,53 @@ def road_agreement(real, dream):
 
 
 @torch.inference_mode()
+def states_at(mdnrnn, latents, steps):
+    """The LSTM state (h, c) after reading each of `latents` (wm.episodes.Latents, B of them) up
+    to each of `steps` (sorted): its z means and actions, as a driving agent's state would be
+    there. Two (B, len(steps), H) tensors; a state past its episode's end means nothing."""
+    device = next(mdnrnn.parameters()).device
+    length = max(steps)
+    z = np.zeros((len(latents), length, mdnrnn.z_dim), np.float32)
+    action = np.zeros((len(latents), length, mdnrnn.action_dim), np.float32)
+    for i, episode in enumerate(latents):  # zeros past an episode's end
+        n = min(len(episode.action), length)
+        z[i, :n], action[i, :n] = episode.mu[:n], episode.action[:n]
+    inputs = torch.from_numpy(np.concatenate([z, action], 2)).to(device)
+    cell = lstm_cell(mdnrnn)
+    h = c = torch.zeros(len(latents), mdnrnn.hidden, device=device)
+    hs, cs = [], []
+    for t in range(length + 1):
+        if t in steps:
+            hs.append(h)
+            cs.append(c)
+        if t < length:
+            h, c = cell(inputs[:, t], (h, c))
+    return torch.stack(hs, 1), torch.stack(cs, 1)
+
+
 def warm_states(mdnrnn, latents, start):
-    """The LSTM state (h, c), each (B, H), after reading each of `latents` (wm.episodes.Latents,
-    B of them) up to step `start`: its z means and actions, as a driving agent's state would be
-    there. None (dream_returns' zeros) for start 0."""
+    """The LSTM state (h, c), each (B, H), after reading each of `latents` up to step `start`
+    (see states_at). None (dream_returns' zeros) for start 0."""
     if start == 0:
         return None
-    z = torch.from_numpy(np.stack([e.mu[:start] for e in latents]))
-    action = torch.from_numpy(np.stack([e.action[:start] for e in latents]))
-    _, (h, c) = mdnrnn(z, action)
-    return h[0], c[0]
+    h, c = states_at(mdnrnn, latents, [start])
+    return h[:, 0], c[:, 0]
 
 
-def dream_starts(z_dim):
-    """(M, Z) real latents (means) to start dreams from: every START_EVERY-th step of every
-    latent episode after the zoom-in."""
-    starts = [
-        load_latents(path, z_dim).mu[ZOOM_STEPS::START_EVERY] for path in list_files(paths.LATENTS, "latent")
-    ]
-    starts = np.concatenate(starts)
-    if not len(starts):
+def dream_starts(mdnrnn, z_dim, *, warm):
+    """Where dreams start: every START_EVERY-th step of every latent episode after the zoom-in.
+    Returns (z0, state): z0 (M, Z) the real latents (means) there; state the LSTM's (h, c) there,
+    each (M, H), read from the episode up to the start if `warm` (for an M trained on whole
+    episodes, mdnrnn.carry_state), else None: zeros, where an M trained on windows that start
+    from zeros (the paper's) is at home."""
+    episodes = [load_latents(path, z_dim) for path in list_files(paths.LATENTS, "latent")]
+    steps = list(range(ZOOM_STEPS, max((len(e.mu) for e in episodes), default=0), START_EVERY))
+    starts = [(i, j) for i, e in enumerate(episodes) for j, step in enumerate(steps) if step < len(e.mu)]
+    if not starts:
         raise UserError(f"{paths.LATENTS}: no episode is longer than the {ZOOM_STEPS}-step zoom-in")
-    return torch.from_numpy(starts)
+    rows, columns = (list(x) for x in zip(*starts))
+    z0 = torch.from_numpy(np.stack([episodes[i].mu[steps[j]] for i, j in starts]))
+    if not warm:
+        return z0, None
+    h, c = states_at(mdnrnn, episodes, steps)
+    return z0, (h[rows, columns].cpu(), c[rows, columns].cpu())

@@ -45,8 +45,9 @@ class RealScore:
 
 class DreamScore:
     """Each generation, every candidate drives `rollouts` dreams of `steps` steps from the same
-    start latents (drawn from `starts` (M, Z), real latents after the zoom-in), sampled at
-    temperature `tau`. Fitness: the mean predicted return."""
+    starts (drawn from `starts`, wm.dream.dream_starts' (z0, state): real latents after the
+    zoom-in and the LSTM state there or None), sampled at temperature `tau`. Fitness: the mean
+    predicted return."""
 
     def __init__(self, mdnrnn, controller, starts, *, rollouts, steps, tau, seed):
         self.mdnrnn, self.controller, self.starts = mdnrnn, controller, starts
@@ -55,17 +56,20 @@ class DreamScore:
     def __call__(self, generation, candidates):
         device = next(self.mdnrnn.parameters()).device
         generator = torch.Generator(device).manual_seed(self.seed * 1_000_003 + generation)
-        pick = torch.randint(len(self.starts), (self.rollouts,), generator=generator, device=device)
-        z0 = self.starts.to(device)[pick]
+        z0, state = self.starts
+        pick = torch.randint(len(z0), (self.rollouts,), generator=generator, device=device)
+        # common starts: candidate i's rollouts are rows i*R..(i+1)*R
+        common = lambda x: x.to(device)[pick].repeat(len(candidates), 1)  # noqa: E731
         params = np.repeat(np.asarray(candidates, np.float32), self.rollouts, axis=0)
         returns = dream_returns(
             self.mdnrnn,
             self.controller,
             params,
-            z0.repeat(len(candidates), 1),  # common starts: candidate i's rollouts are rows i*R..(i+1)*R
+            common(z0),
             steps=self.steps,
             tau=self.tau,
             generator=generator,
+            state=None if state is None else tuple(common(x) for x in state),
         )
         return returns.numpy().reshape(len(candidates), self.rollouts).mean(1)
 
