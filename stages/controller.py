@@ -4,7 +4,8 @@ Stage controller_z (`python -m stages.controller z`): the same on z alone (the p
 controller.mode real: each candidate drives the real CarRacing-v3, the VAE encoding every frame
 and the MDN-RNN carrying h; the whole population drives in batches of env.batch_size tracks.
 controller.mode dream: each candidate drives batched dreams of the MDN-RNN, scored by its reward
-and done heads at temperature dream_temperature, starting from real latents after the zoom-in.
+and done heads at temperature dream_temperature, starting from real latents: each episode's start
+line (dream_starts: line) or points along it (along).
 Either way CMA-ES's final mean and the `finalists` best candidates are then scored once more
 and the best of them is saved: on `select_tracks` real tracks on `select_backend` (real mode), or
 on `select_tracks` dreams from starts no generation drew (dream mode: the controller never meets
@@ -95,7 +96,9 @@ def dream_score(params, agent, rollouts):
     return DreamScore(
         agent.mdnrnn,
         agent.controller,
-        dream_starts(agent.mdnrnn, params.vae.z_dim, warm=params.mdnrnn.carry_state),
+        dream_starts(
+            agent.mdnrnn, params.vae.z_dim, warm=params.mdnrnn.carry_state, along=cfg.dream_starts == "along"
+        ),
         rollouts=rollouts,
         steps=cfg.dream_steps,
         tau=cfg.dream_temperature,

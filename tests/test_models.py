@@ -365,3 +365,6 @@ def test_dream_starts_after_the_zoom_in_cold_or_warm(tmp_path, monkeypatch):
         h_ref, c_ref = states_at(mdnrnn, [episodes[e]], [step])
         torch.testing.assert_close(h[row], h_ref[0, 0])
         torch.testing.assert_close(c[row], c_ref[0, 0])
+    line, (h_line, _) = dream_starts(mdnrnn, 4, warm=True, along=False)  # the start lines only
+    torch.testing.assert_close(line, z0[[0, 3]])
+    torch.testing.assert_close(h_line, h[[0, 3]])

@@ -76,7 +76,7 @@ def run():
                 report["replayed"][key] = replayed(mdnrnn, loaded, steps=steps, tau=tau, warm=warm)
     state = None  # the LSTM's state at the starts: zeros unless --warm
     if args.start_step is None:  # as dream mode draws them: every 25th step after the zoom-in
-        starts, states = dream_starts(mdnrnn, vae.z_dim, warm=args.warm)
+        starts, states = dream_starts(mdnrnn, vae.z_dim, warm=args.warm, along=True)
         generator = torch.Generator().manual_seed(params.seed)
         pick = torch.randint(len(starts), (args.dreams,), generator=generator)
         z0 = starts[pick]

@@ -99,6 +99,7 @@ class ControllerConfig:
     sigma0: float = _p(1e-6, 100.0)
     dream_steps: int = _p(1, 100_000)
     dream_temperature: float = _p(0.01, 10.0)
+    dream_starts: str = _p(choices=("line", "along"))
     finalists: int = _p(0, 1000)
     select_tracks: int = _p(1, 100_000)
     select_backend: str = _p(choices=BACKENDS)
