@@ -27,19 +27,19 @@ ALIKE = 0.5  # road overlap below which the dream no longer shows the real road
 
 def real_drive(agent, seed, max_steps, steps):
     """The first `steps` steps of `agent` on track `seed`: its (96, 96, 3) observations (the
-    first is the reset's) and rewards."""
-    observations = []
+    first is the reset's), its rewards, and its LSTM state (h, c), each (1, H), as it saw each
+    observation (before acting on it: what it had read of the drive until then)."""
+    observations, states = [], []
+
+    def seen(obs):
+        observations.append(obs[0])
+        states.append(tuple(x[0].clone() for x in agent.state))
+
     with SingleEnv(max_steps) as env:
         (real,) = drive(
-            env,
-            agent,
-            [seed],
-            1,
-            record=True,
-            on_step=lambda obs: observations.append(obs[0]),
-            stop=lambda: len(observations) > steps,
+            env, agent, [seed], 1, record=True, on_step=seen, stop=lambda: len(observations) > steps
         )
-    return observations, real.rewards
+    return observations, real.rewards, states
 
 
 @main
@@ -50,7 +50,9 @@ def run():
     agent = load_agent(*load_world_model(params.vae.z_dim), device=resolve_device(params.device))
     timer = Timer("dream")
     seed = track_seeds("dream", 1)[0]
-    observations, real_rewards = real_drive(agent, seed, params.env.max_steps, cfg.start_step + cfg.steps)
+    observations, real_rewards, states = real_drive(
+        agent, seed, params.env.max_steps, cfg.start_step + cfg.steps
+    )
     # start after the zoom-in animation of the first frames, where the car is already on the road
     start = min(cfg.start_step, len(observations) - 1)
     dream, rewards, dones = dream_rollout(
@@ -61,6 +63,8 @@ def run():
         steps=cfg.steps,
         tau=cfg.temperature,
         seed=params.seed,
+        # an M trained on whole episodes dreams on from the driver's own state (as dream mode starts)
+        state=states[start] if params.mdnrnn.carry_state else None,
     )
     real = observations[start : start + len(dream)]
     real += [real[-1]] * (len(dream) - len(real))  # an episode that ended first holds its last frame

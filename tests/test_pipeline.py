@@ -200,6 +200,26 @@ def test_controller_stage_evolves_in_the_dream(repo):
         restore(repo)
 
 
+def test_an_mdnrnn_of_whole_episodes_dreams_from_warm_states(repo):
+    # mdnrnn.carry_state: M trains on whole episodes; dream mode and the dream video then start
+    # from the LSTM state read up to each start (the start lines here), not from zeros
+    edit_params(repo, "mdnrnn", carry_state=True)
+    edit_params(repo, "controller", mode="dream", dream_steps=10, rollouts=2, dream_starts="line")
+    try:
+        for stage in ("mdnrnn", "controller", "dream"):
+            result = subprocess.run(
+                ["python", "-m", f"stages.{stage}"], cwd=repo, env=ENV, capture_output=True, text=True
+            )
+            assert result.returncode == 0, (stage, result.stderr[-2000:])
+        dream = json.loads((repo / "metrics/dream.json").read_text())
+        assert np.isfinite(dream["dream_reward"]) and 0 <= dream["road_agreement"] <= 1
+        assert np.isfinite(
+            json.loads((repo / "metrics/controller/metrics.json").read_text())["select"]["return"]
+        )
+    finally:
+        restore(repo)
+
+
 @pytest.mark.parametrize("display", [None, ":99"], ids=["no DISPLAY", "a DISPLAY that is not there"])
 def test_viewer_falls_back_to_mp4_without_a_display(repo, display):
     env = {

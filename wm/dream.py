@@ -62,9 +62,9 @@ def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None,
 
 
 @torch.inference_mode()
-def dream_rollout(vae, mdnrnn, controller, start_frame, *, steps, tau, seed):
-    """The controller's own dream from `start_frame` (64, 64, 3) uint8 (encoded to its mean z),
-    every step decoded by the VAE.
+def dream_rollout(vae, mdnrnn, controller, start_frame, *, steps, tau, seed, state=None):
+    """The controller's own dream from `start_frame` (64, 64, 3) uint8 (encoded to its mean z)
+    and the LSTM state `state` ((h, c), each (1, H); default zeros), every step decoded by the VAE.
 
     Returns (frames, rewards, dones): (steps+1) decoded (64, 64, 3) uint8 frames (the first is
     the reconstruction of the start frame) and the predicted reward and done probability per step.
@@ -79,7 +79,9 @@ def dream_rollout(vae, mdnrnn, controller, start_frame, *, steps, tau, seed):
         dones.append(float(torch.sigmoid(prediction.done_logit)))
 
     generator = torch.Generator(device).manual_seed(seed)
-    dream_returns(mdnrnn, controller, None, z0, steps=steps, tau=tau, generator=generator, on_step=record)
+    dream_returns(
+        mdnrnn, controller, None, z0, steps=steps, tau=tau, generator=generator, on_step=record, state=state
+    )
     return frames, rewards, dones
 
 
