@@ -9,8 +9,16 @@ The reported returns are always on gymnasium's CarRacing-v3, the reference. With
 env.backend: envpool, the controller is also run on envpool's port of the same seeds
 (`controller_envpool`), to show how far the faster backend's numbers can be trusted.
 
+Each batch of `env.batch_size` tracks of each row saves its returns when it finishes (JSON, in
+DVC's scratch directory), so a killed run resumes at the batch it was in: the batches are the
+ones an uninterrupted run drives, so the results are the same bytes.
+
 outs: metrics/eval.json; metrics/eval_drive.mp4
 """
+
+import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -21,23 +29,34 @@ from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
 from wm.executor import make_executor
-from wm.io import Timer, resolve_device, write_json
+from wm.io import Timer, fingerprint, resolve_device, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import write_mp4
 from wm.world_model import load_agent, load_world_model
 
 
-def summary(rollouts):
-    returns = [round(r.total_reward, 2) for r in rollouts]
+def summary(episodes):
+    """A row of eval.json from its episodes' [return, steps]."""
+    returns = [round(total, 2) for total, _ in episodes]
     return {
         "mean": float(np.mean(returns)),
         "std": float(np.std(returns)),
         "min": float(np.min(returns)),
         "max": float(np.max(returns)),
-        "mean_steps": float(np.mean([r.steps for r in rollouts])),
+        "mean_steps": float(np.mean([steps for _, steps in episodes])),
         "returns": returns,
     }
+
+
+def saved_batches(path, key):
+    """The batches a cut run of fingerprint `key` finished: {"row/first track": [[return, steps],
+    ...]}; none from a missing or unreadable file or another run's."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved["batches"] if isinstance(saved, dict) and saved.get("key") == key else {}
 
 
 @main
@@ -61,21 +80,55 @@ def run():
     if params.env.backend == "envpool":
         runs.append(("controller_envpool", agent, "envpool"))
     timer = Timer("evaluate")
+    # what the run depends on: its params, its inputs, the code; saved batches of another are ignored
+    run_params = {
+        "threads": params.threads,
+        "device": params.device,
+        "env": dataclasses.asdict(params.env),
+        "evaluate": dataclasses.asdict(cfg),
+    }
+    models = [
+        paths.VAE,
+        paths.MDNRNN,
+        paths.CONTROLLER,
+        paths.CONTROLLER_Z,
+        paths.PPO_MODEL,
+        paths.PPO_BASELINE_MODEL,
+    ]
+    code = [Path(f"stages/{Path(__file__).name}"), *sorted(Path("wm").glob("*.py"))]
+    key = fingerprint(run_params, models + code)
+    progress = paths.PROGRESS / "evaluate.json"
+    done = saved_batches(progress, key)
+    if done:
+        print(f"resuming evaluate: {len(done)} batches already driven ({progress})", flush=True)
+    size = params.env.batch_size
     seconds = {}  # per policy
     results = {"test_seeds": seeds}
     for backend in dict.fromkeys(backend for _, _, backend in runs):  # one executor at a time
         with make_executor(backend, params.env.max_steps, cfg.workers, params.threads) as executor:
             for name, policy, _ in (run for run in runs if run[2] == backend):
                 started = timer.seconds
-                results[name] = summary(
-                    executor.drive(policy, seeds, params.env.batch_size, desc=f"evaluate {name}")
-                )
+                episodes = []
+                for start in range(0, len(seeds), size):  # the batches an uninterrupted run drives
+                    batch = f"{name}/{start}"
+                    if batch not in done:
+                        rollouts = executor.drive(
+                            policy,
+                            seeds[start : start + size],
+                            size,
+                            desc=f"evaluate {name} from track {start}",
+                        )
+                        done[batch] = [[r.total_reward, r.steps] for r in rollouts]
+                        write_json(progress, {"key": key, "batches": done})
+                    episodes += done[batch]
+                results[name] = summary(episodes)
                 seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
     with SingleEnv(params.env.max_steps, render_mode="rgb_array") as env:
         (video,) = drive(env, agent, seeds[:1], 1, render=True)
     write_mp4(paths.EVAL_VIDEO, video.renders, fps=50)
     results["video"] = {"seed": seeds[0], "return": round(video.total_reward, 2), "steps": video.steps}
     write_json(paths.EVAL_METRICS, results)
+    progress.unlink(missing_ok=True)  # done: a forced rerun drives again
     timer.save(**seconds)
 
 

@@ -275,6 +275,9 @@ def test_controller_stage_gives_the_same_bytes_twice(repo, backend):
         restore(repo)
 
 
+PROGRESS_FILES = {"controller": "controller.npz", "ppo": "ppo.pt", "evaluate": "evaluate.json"}
+
+
 def saved_generations(path):
     try:
         with np.load(path) as saved:
@@ -287,6 +290,13 @@ def saved_timesteps(path):
     try:
         return torch.load(path, weights_only=True)["num_timesteps"]
     except Exception:  # not there yet, or being replaced
+        return 0
+
+
+def saved_batches(path):
+    try:
+        return len(json.loads(path.read_text())["batches"])
+    except (OSError, ValueError, KeyError):
         return 0
 
 
@@ -314,15 +324,24 @@ def saved_timesteps(path):
             )
             for backend in ("gymnasium", "envpool")
         ],
+        (  # 8 rows of 6 tracks in batches of 2: killed in the fourth row or so
+            "evaluate",
+            {"evaluate": {"episodes": 6}, "env": {"batch_size": 2}},
+            ["metrics/eval.json", "metrics/eval_drive.mp4"],
+            saved_batches,
+            9,
+            24,
+            "resuming evaluate: {} batches already driven",
+        ),
     ],
-    ids=["controller", "ppo-gymnasium", "ppo-envpool"],
+    ids=["controller", "ppo-gymnasium", "ppo-envpool", "evaluate"],
 )
 def test_a_stage_killed_mid_run_resumes_to_the_same_bytes(
     repo, stage, edit, outs, saved_so_far, kill_after, total, said
 ):
     for group, values in edit.items():
         edit_params(repo, group, **values)
-    progress = repo / f".dvc/tmp/wm/progress/{stage}.{'npz' if stage == 'controller' else 'pt'}"
+    progress = repo / ".dvc/tmp/wm/progress" / PROGRESS_FILES[stage]
     try:
         run(repo, "python", "-m", f"stages.{stage}")
         whole = digest(repo, outs)
