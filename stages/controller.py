@@ -55,6 +55,7 @@ def run():
         "device": params.device,
         "env": dataclasses.asdict(params.env),
         "controller": dataclasses.asdict(cfg),
+        "carry_state": params.mdnrnn.carry_state,  # dream mode's starts: warm or zeros
         "inputs": inputs,
     }
     progress = Progress(paths.PROGRESS / f"{stage}.npz", run_fingerprint(__file__, run_params, depends))

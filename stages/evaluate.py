@@ -18,7 +18,6 @@ outs: metrics/eval.json; metrics/eval_drive.mp4
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
 from wm.executor import make_executor
-from wm.io import Timer, fingerprint, resolve_device, write_json
+from wm.io import Timer, resolve_device, run_fingerprint, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import write_mp4
@@ -95,8 +94,7 @@ def run():
         paths.PPO_MODEL,
         paths.PPO_BASELINE_MODEL,
     ]
-    code = [Path(f"stages/{Path(__file__).name}"), *sorted(Path("wm").glob("*.py"))]
-    key = fingerprint(run_params, models + code)
+    key = run_fingerprint(__file__, run_params, models)
     progress = paths.PROGRESS / "evaluate.json"
     done = saved_batches(progress, key)
     if done:
