@@ -55,7 +55,7 @@ def saved_batches(path, key):
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return saved["batches"] if isinstance(saved, dict) and saved.get("key") == key else {}
+    return saved.get("batches", {}) if isinstance(saved, dict) and saved.get("key") == key else {}
 
 
 @main
