@@ -47,7 +47,9 @@ def run():
     params = load_params()
     use_threads(params.threads)
     cfg = params.dream
-    agent = load_agent(*load_world_model(params.vae.z_dim), device=resolve_device(params.device))
+    last = len(params.iterate.rounds)  # the last round's M and C (0: the mdnrnn and controller stages')
+    world_model = load_world_model(params.vae.z_dim, last)
+    agent = load_agent(*world_model, device=resolve_device(params.device), round=last)
     timer = Timer("dream")
     seed = track_seeds("dream", 1)[0]
     observations, real_rewards, states = real_drive(

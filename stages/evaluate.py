@@ -1,9 +1,11 @@
 """Stage evaluate: the world-model controller (z and h), the z-only controller, the PPO agent of
 the collection, the PPO baseline (the world model's training time) and a random policy on the
 same fixed test tracks (a seed block no training stage uses), plus a video of one real drive.
-Robustness rows: the z+h controller on the same tracks seeing other track and grass colours
-(`controller_colour`) or black bars on the frame's sides (`controller_bars`), the tests of
-Tang et al. (2020) (wm.agents.Perturbed).
+The z+h controller is the last round's of the iterative procedure if params iterate.rounds
+has any (iterate.agent), driving with that round's MDN-RNN; the z-only one is the
+controller_z stage's. Robustness rows: the z+h controller on the same tracks seeing other
+track and grass colours (`controller_colour`) or black bars on the frame's sides
+(`controller_bars`), the tests of Tang et al. (2020) (wm.agents.Perturbed).
 
 The reported returns are always on gymnasium's CarRacing-v3, the reference. With
 env.backend: envpool, the controller is also run on envpool's port of the same seeds
@@ -63,9 +65,10 @@ def run():
     params = load_params()
     use_threads(params.threads)
     cfg = params.evaluate
-    world_model = load_world_model(params.vae.z_dim)
+    last = len(params.iterate.rounds)  # the last round's M and C (0: the mdnrnn and controller stages')
+    world_model = load_world_model(params.vae.z_dim, last)
     device = resolve_device(params.device)
-    agent = load_agent(*world_model, device=device)
+    agent = load_agent(*world_model, device=device, round=last)
     seeds = track_seeds("test", cfg.episodes)
     runs = [
         ("controller", agent, "gymnasium"),
@@ -88,8 +91,8 @@ def run():
     }
     models = [
         paths.VAE,
-        paths.MDNRNN,
-        paths.CONTROLLER,
+        paths.round_models(last) / paths.MDNRNN.name,
+        paths.round_models(last) / paths.CONTROLLER.name,
         paths.CONTROLLER_Z,
         paths.PPO_MODEL,
         paths.PPO_BASELINE_MODEL,

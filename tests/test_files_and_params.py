@@ -246,6 +246,9 @@ def test_controller_checkpoint_round_trip(tmp_path):
         load_controller(tmp_path / "controller.pt", 4, (0, 16))
 
 
+ROUND_1 = {"models": "models", "data": "data/latents"}  # round 1 of iterate.rounds, as written
+
+
 @pytest.fixture
 def raw_params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -284,6 +287,30 @@ def test_every_shipped_profile_is_valid(profile):
             lambda p: p["mdnrnn"].update(seq_len=p["env"]["max_steps"] + 1),
             r"mdnrnn\.seq_len \(1001\) must be <= env\.max_steps",
         ),
+        # the rounds of the iterative procedure: named "1", "2"... (quoted), each from the last's
+        (lambda p: p["iterate"].update(rounds=[ROUND_1]), r"iterate\.rounds must be a mapping"),
+        (
+            lambda p: p["iterate"].update(rounds={1: ROUND_1}),
+            r'iterate\.rounds: key 1 must be quoted \("1"\)',
+        ),
+        (lambda p: p["iterate"].update(rounds={"2": ROUND_1}), r'round 1 must be named "1", got \'2\''),
+        (
+            lambda p: p["iterate"].update(rounds={"1": {**ROUND_1, "models": "models/rounds/0"}}),
+            r"iterate\.rounds\.1\.models must be models \(round 0's",
+        ),
+        (
+            lambda p: p["iterate"].update(rounds={"1": ROUND_1, "2": ROUND_1}, agent="models/rounds/2"),
+            r"iterate\.rounds\.2\.models must be models/rounds/1 \(round 1's",
+        ),
+        (
+            lambda p: p["iterate"].update(rounds={"1": {"models": "models"}}),
+            r"missing key iterate\.rounds\.1\.data",
+        ),
+        (lambda p: p["iterate"].update(rounds={"1": ROUND_1}), r"iterate\.agent must be models/rounds/1 "),
+        (
+            lambda p: p["iterate"].update(rounds={"1": ROUND_1}, agent="models/rounds/1", episodes=999_999),
+            r"collect\.episodes \+ iterate\.episodes per round must be <= 1000000",
+        ),
     ],
 )
 def test_bad_params_name_the_key(raw_params, edit, message):
@@ -299,6 +326,15 @@ def test_cross_checks_accept_their_bounds(raw_params):
     raw["controller"].update(generations=249_999, rollouts=4, select_tracks=4)  # 1,000,000 seeds
     raw["mdnrnn"]["seq_len"] = raw["env"]["max_steps"]
     parse_params(raw)
+
+
+def test_rounds_of_the_iterative_procedure_parse(raw_params):
+    raw = copy.deepcopy(raw_params)
+    rounds = {"1": ROUND_1, "2": {"models": "models/rounds/1", "data": "data/rounds/1"}}
+    raw["iterate"].update(rounds=rounds, agent="models/rounds/2")
+    params = parse_params(raw)
+    assert list(params.iterate.rounds) == ["1", "2"]
+    assert params.iterate.rounds["2"].data == "data/rounds/1"
 
 
 def test_params_file_errors(tmp_path):

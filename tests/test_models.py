@@ -198,6 +198,22 @@ def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
     assert fitness.shape == (40, 8) and scores[0] == pytest.approx(fitness.max(), rel=1e-4)  # float32 params
 
 
+def test_evolve_goes_on_from_x0(tmp_path):
+    # a round of the iterative procedure evolves on from the last round's controller
+    from wm.evolve import evolve
+    from wm.io import open_live
+
+    x0, asked = np.linspace(-1, 1, 6), []
+
+    def score(generation, candidates):
+        asked.append(np.asarray(candidates))
+        return -((np.asarray(candidates) - x0) ** 2).sum(1)
+
+    with open_live(tmp_path / "live") as live:
+        evolve(score, 6, population=64, generations=1, sigma0=0.01, seed=0, live=live, finalists=0, x0=x0)
+    np.testing.assert_allclose(asked[0].mean(0), x0, atol=0.01)  # sampled around x0, not zeros
+
+
 def test_evolve_resumes_after_a_kill_with_the_bytes_of_an_uninterrupted_run(tmp_path):
     from wm.evolve import Progress, evolve
     from wm.io import open_live

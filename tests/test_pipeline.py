@@ -6,6 +6,7 @@ made it, so they pass in any order."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -217,6 +218,43 @@ def test_an_mdnrnn_of_whole_episodes_dreams_from_warm_states(repo):
             json.loads((repo / "metrics/controller/metrics.json").read_text())["select"]["return"]
         )
     finally:
+        restore(repo)
+
+
+def test_a_round_of_the_iterative_procedure_collects_trains_on_and_evolves_on(repo):
+    # iterate.rounds: round 1 drives the stages' agent plus noise on new tracks, adds the episodes
+    # to the latents, trains M on and evolves C on from theirs; evaluate and dream use round 1's
+    edit_params(repo, "iterate", rounds={"1": {"models": "models", "data": "data/latents"}})
+    edit_params(repo, "iterate", agent="models/rounds/1")
+    try:
+        result = run(repo, "dvc", "repro")
+        ran = re.findall(r"Running stage '([\w@]+)'", result.stdout)
+        assert sorted(ran) == [
+            "dream",
+            "evaluate",
+            "params",
+            "round_controller@1",
+            "round_data@1",
+            "round_mdnrnn@1",
+        ]
+        base = sorted((repo / "data/latents").iterdir())
+        latents = sorted((repo / "data/rounds/1").iterdir())
+        assert len(latents) == len(base) + 2  # iterate.episodes new ones after the earlier data
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(base, latents))
+        assert json.loads((repo / "metrics/rounds/1/collect.json").read_text())["episodes"] == 2
+        for name in ("mdnrnn.pt", "controller.pt"):
+            assert (repo / "models/rounds/1" / name).read_bytes() != (repo / "models" / name).read_bytes()
+        assert "round_controller@1" in run(repo, "dvc", "dag").stdout
+        assert "up to date" in run(repo, "dvc", "status").stdout
+        for stage in ("evaluate", "dream"):  # driven by round 1's M and C (the path is in the error)
+            (repo / "models/rounds/1/controller.pt").write_bytes(b"not a checkpoint")
+            result = subprocess.run(
+                ["python", "-m", f"stages.{stage}"], cwd=repo, env=ENV, capture_output=True, text=True
+            )
+            assert "models/rounds/1/controller.pt" in error_of(result)
+    finally:
+        for out in ("data/rounds", "models/rounds", "metrics/rounds"):
+            shutil.rmtree(repo / out, ignore_errors=True)
         restore(repo)
 
 

@@ -140,19 +140,19 @@ def warm_states(mdnrnn, latents, start):
     return h[:, 0], c[:, 0]
 
 
-def dream_starts(mdnrnn, z_dim, *, warm, along=True):
-    """Where dreams start: each latent episode's start line (the end of the zoom-in, where a real
-    drive starts), and if `along` every START_EVERY-th step after it.
+def dream_starts(mdnrnn, z_dim, directory=paths.LATENTS, *, warm, along=True):
+    """Where dreams start: each latent episode's (in `directory`) start line (the end of the
+    zoom-in, where a real drive starts), and if `along` every START_EVERY-th step after it.
     Returns (z0, state): z0 (M, Z) the real latents (means) there; state the LSTM's (h, c) there,
     each (M, H), read from the episode up to the start if `warm` (for an M trained on whole
     episodes, mdnrnn.carry_state), else None: zeros, where an M trained on windows that start
     from zeros (the paper's) is at home."""
-    episodes = [load_latents(path, z_dim) for path in list_files(paths.LATENTS, "latent")]
+    episodes = [load_latents(path, z_dim) for path in list_files(directory, "latent")]
     steps = list(range(ZOOM_STEPS, max((len(e.mu) for e in episodes), default=0), START_EVERY))
     steps = steps if along else steps[:1]
     starts = [(i, j) for i, e in enumerate(episodes) for j, step in enumerate(steps) if step < len(e.mu)]
     if not starts:
-        raise UserError(f"{paths.LATENTS}: no episode is longer than the {ZOOM_STEPS}-step zoom-in")
+        raise UserError(f"{directory}: no episode is longer than the {ZOOM_STEPS}-step zoom-in")
     rows, columns = (list(x) for x in zip(*starts))
     z0 = torch.from_numpy(np.stack([episodes[i].mu[steps[j]] for i, j in starts]))
     if not warm:

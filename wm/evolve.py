@@ -26,13 +26,15 @@ class RealScore:
     """Each generation, every candidate drives the same `rollouts` tracks of the controller's seed
     block (common random numbers, so candidates are compared on equal terms); the world-model
     `agent` drives all of the generation's episodes through `executor` (wm.executor),
-    `batch_size` at a time, each with its own candidate's controller. Fitness: the mean return."""
+    `batch_size` at a time, each with its own candidate's controller. Fitness: the mean return.
+    Generation g drives the block's tracks from `first_track` + g * `rollouts` on."""
 
-    def __init__(self, executor, agent, *, batch_size, rollouts):
+    def __init__(self, executor, agent, *, batch_size, rollouts, first_track=0):
         self.executor, self.agent, self.batch_size, self.rollouts = executor, agent, batch_size, rollouts
+        self.first_track = first_track  # of the block: later rounds of the iterative procedure drive new ones
 
     def __call__(self, generation, candidates):
-        seeds = track_seeds("controller", self.rollouts, start=generation * self.rollouts)
+        seeds = track_seeds("controller", self.rollouts, start=self.first_track + generation * self.rollouts)
         return mean_returns(
             self.executor,
             self.agent,
@@ -127,18 +129,32 @@ def digest(candidates):
 
 
 def evolve(
-    score, n_params, *, population, generations, sigma0, seed, live, finalists, progress=None, watch=None
+    score,
+    n_params,
+    *,
+    population,
+    generations,
+    sigma0,
+    seed,
+    live,
+    finalists,
+    progress=None,
+    watch=None,
+    x0=None,
 ):
-    """Run CMA-ES from zero for `generations`, fitness `score(generation, candidates)`. Logs
-    best/mean/worst fitness per generation to `live`. With `watch(candidate) -> float`, each
-    generation's best candidate is also scored by it and logged as `watch/real` beside its fitness
-    `watch/fitness` (a readout: CMA-ES never sees it). With `progress` (a Progress), generations
-    it holds are replayed, not scored, and each new one is saved to it. Returns the finalists:
-    CMA-ES's final mean, then the `finalists` best candidates of any generation, best first, as
-    (n_params,) arrays, and the fitness of every candidate, (generations, population)."""
+    """Run CMA-ES from `x0` (default: zeros) for `generations`, fitness `score(generation,
+    candidates)`. Logs best/mean/worst fitness per generation to `live`. With `watch(candidate)
+    -> float`, each generation's best candidate is also scored by it and logged as `watch/real`
+    beside its fitness `watch/fitness` (a readout: CMA-ES never sees it). With `progress` (a
+    Progress), generations it holds are replayed, not scored, and each new one is saved to it.
+    Returns the finalists: CMA-ES's final mean, then the `finalists` best candidates of any
+    generation, best first, as (n_params,) arrays, and the fitness of every candidate,
+    (generations, population)."""
     progress = progress if progress is not None else Progress(None, "")
     es = cma.CMAEvolutionStrategy(
-        np.zeros(n_params), sigma0, {"popsize": population, "seed": seed + 1, "verbose": -9}
+        np.zeros(n_params) if x0 is None else np.asarray(x0, np.float64),
+        sigma0,
+        {"popsize": population, "seed": seed + 1, "verbose": -9},
     )
     if len(progress):
         tqdm.write(f"resuming CMA-ES after generation {len(progress)} of {generations} ({progress.path})")

@@ -199,12 +199,20 @@ def atomic_dir(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    tmp.mkdir()
-    try:
+    with scratch_dir(path) as tmp:
         yield tmp
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def scratch_dir(path):
+    """Yield a fresh temporary directory named for `path` (`_temporary`), removed after the block
+    (or, if the process is killed, by the next one named for `path`)."""
+    tmp = _temporary(Path(path))
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
