@@ -1,15 +1,17 @@
-"""Stage evaluate: the world-model controller (z and h), the z-only controller, the PPO agent of
-the collection, the PPO baseline (the world model's training time) and a random policy on the
-same fixed test tracks (a seed block no training stage uses), plus a video of one real drive.
+"""Stage evaluate: the rows of evaluate.policies on the same fixed test tracks (a seed block no
+training stage uses), plus a video of one real drive of the z+h controller. The rows: the
+world-model controller on z and h (`controller`), the z-only one (`controller_z`), the PPO agent
+of the collection (`ppo`), the PPO baseline given the world model's training time
+(`ppo_baseline`), a random policy (`random`), the robustness rows below and `controller_envpool`.
 The z+h controller is the last round's of the iterative procedure if params iterate.rounds
 has any (iterate.agent), driving with that round's MDN-RNN; the z-only one is the
 controller_z stage's. Robustness rows: the z+h controller on the same tracks seeing other
 track and grass colours (`controller_colour`) or black bars on the frame's sides
 (`controller_bars`), the tests of Tang et al. (2020) (wm.agents.Perturbed).
 
-The reported returns are always on gymnasium's CarRacing-v3, the reference. With
-env.backend: envpool, the controller is also run on envpool's port of the same seeds
-(`controller_envpool`), to show how far the faster backend's numbers can be trusted.
+The reported returns are on gymnasium's CarRacing-v3, the reference, but for
+`controller_envpool`: the z+h controller on envpool's port of the same seeds, to show how far
+the faster backend's numbers can be trusted.
 
 Each batch of `env.batch_size` tracks of each row saves its returns when it finishes (JSON, in
 DVC's scratch directory), so a killed run resumes at the batch it was in: the batches are the
@@ -70,17 +72,17 @@ def run():
     device = resolve_device(params.device)
     agent = load_agent(*world_model, device=device, round=last)
     seeds = track_seeds("test", cfg.episodes)
-    runs = [
-        ("controller", agent, "gymnasium"),
-        ("controller_z", load_agent(*world_model, inputs="z", device=device), "gymnasium"),
-        ("controller_colour", Perturbed(agent, "colour"), "gymnasium"),
-        ("controller_bars", Perturbed(agent, "bars"), "gymnasium"),
-        ("ppo", build_policy("ppo"), "gymnasium"),
-        ("ppo_baseline", build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
-        ("random", build_policy("random"), "gymnasium"),
-    ]
-    if params.env.backend == "envpool":
-        runs.append(("controller_envpool", agent, "envpool"))
+    policies = {  # how to make each row's policy, and its env
+        "controller": (lambda: agent, "gymnasium"),
+        "controller_z": (lambda: load_agent(*world_model, inputs="z", device=device), "gymnasium"),
+        "controller_colour": (lambda: Perturbed(agent, "colour"), "gymnasium"),
+        "controller_bars": (lambda: Perturbed(agent, "bars"), "gymnasium"),
+        "ppo": (lambda: build_policy("ppo"), "gymnasium"),
+        "ppo_baseline": (lambda: build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
+        "random": (lambda: build_policy("random"), "gymnasium"),
+        "controller_envpool": (lambda: agent, "envpool"),
+    }
+    runs = [(name, make(), backend) for name, (make, backend) in policies.items() if name in cfg.policies]
     timer = Timer("evaluate")
     # what the run depends on: its params, its inputs, the code; saved batches of another are ignored
     run_params = {

@@ -287,6 +287,12 @@ def test_every_shipped_profile_is_valid(profile):
             lambda p: p["mdnrnn"].update(seq_len=p["env"]["max_steps"] + 1),
             r"mdnrnn\.seq_len \(1001\) must be <= env\.max_steps",
         ),
+        (lambda p: p["evaluate"].update(policies=[]), r"evaluate\.policies must be a non-empty list"),
+        (
+            lambda p: p["evaluate"].update(policies=["ppo", "expert"]),
+            r"evaluate\.policies must be one of .*'expert'",
+        ),
+        (lambda p: p["evaluate"].update(policies=["ppo", "ppo"]), r"evaluate\.policies lists an item twice"),
         # the rounds of the iterative procedure: named "1", "2"... (quoted), each from the last's
         (lambda p: p["iterate"].update(rounds=[ROUND_1]), r"iterate\.rounds must be a mapping"),
         (

@@ -108,10 +108,23 @@ class ControllerConfig:
     workers: int = _p(1, 256)
 
 
+EVALUATE_POLICIES = (  # the rows of metrics/eval.json (stages/evaluate.py)
+    "controller",
+    "controller_z",
+    "controller_colour",
+    "controller_bars",
+    "ppo",
+    "ppo_baseline",
+    "random",
+    "controller_envpool",
+)
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     episodes: int = _p(1, 100_000)
     workers: int = _p(1, 256)
+    policies: list[str] = _p(choices=EVALUATE_POLICIES)
 
 
 @dataclass(frozen=True)
@@ -173,6 +186,14 @@ def _build(cls, raw, where, source):
         value, kind = raw[name], hints[name]
         if dataclasses.is_dataclass(kind):
             values[name] = _build(kind, value, key, source)
+            continue
+        if get_origin(kind) is list:
+            if not isinstance(value, list) or not value:
+                raise UserError(f"{source}: {key} must be a non-empty list, got {value!r}")
+            (item_kind,) = get_args(kind)
+            values[name] = [_check(key, item, item_kind, f.metadata, source) for item in value]
+            if len(set(value)) < len(value):
+                raise UserError(f"{source}: {key} lists an item twice: {value!r}")
             continue
         if get_origin(kind) is dict:
             if not isinstance(value, dict):
