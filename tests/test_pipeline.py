@@ -246,6 +246,9 @@ def test_a_round_of_the_iterative_procedure_collects_trains_on_and_evolves_on(re
             assert (repo / "models/rounds/1" / name).read_bytes() != (repo / "models" / name).read_bytes()
         assert "round_controller@1" in run(repo, "dvc", "dag").stdout
         assert "up to date" in run(repo, "dvc", "status").stdout
+        run(repo, "python", "-m", "tools.page", "--out", "rounds.html")  # the page shows the round
+        page = (repo / "rounds.html").read_text()
+        assert "Round 1: CMA-ES" in page and "round 1 collect: mean_return" in page
         for stage in ("evaluate", "dream"):  # driven by round 1's M and C (the path is in the error)
             (repo / "models/rounds/1/controller.pt").write_bytes(b"not a checkpoint")
             result = subprocess.run(
@@ -253,6 +256,7 @@ def test_a_round_of_the_iterative_procedure_collects_trains_on_and_evolves_on(re
             )
             assert "models/rounds/1/controller.pt" in error_of(result)
     finally:
+        (repo / "rounds.html").unlink(missing_ok=True)
         for out in ("data/rounds", "models/rounds", "metrics/rounds"):
             shutil.rmtree(repo / out, ignore_errors=True)
         restore(repo)
