@@ -1,5 +1,8 @@
 """Stage dream: the controller drives a real track and, from the same first frame, inside the
-MDN-RNN's dream; both are written side by side (real | dream) as an H.264 video.
+MDN-RNN's dream; both are written side by side as an H.264 video: the real drive as the env
+renders it to the agent (96x96, not the model's 64x64), the dream as the VAE decodes it.
+How long they stay alike: per step, the overlap of their road pixels (wm.dream.road_agreement);
+`alike_steps`, the steps before it first falls below ALIKE.
 
 outs: metrics/dream.mp4; metrics/dream.json
 """
@@ -9,8 +12,8 @@ import numpy as np
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
-from wm.dream import dream_rollout
-from wm.env import track_seeds
+from wm.dream import dream_rollout, road_agreement
+from wm.env import prepare_frame, track_seeds
 from wm.errors import main
 from wm.io import Timer, resolve_device, write_json
 from wm.rollout import drive
@@ -18,31 +21,58 @@ from wm.vector_env import SingleEnv
 from wm.video import side_by_side, write_mp4
 from wm.world_model import load_agent, load_world_model
 
+VIDEO_HEIGHT = 384  # the 96x96 real frames x 4, the 64x64 dream x 6
+ALIKE = 0.5  # road overlap below which the dream no longer shows the real road
+
+
+def real_drive(agent, seed, max_steps, steps):
+    """The first `steps` steps of `agent` on track `seed`: its (96, 96, 3) observations (the
+    first is the reset's), its rewards, and its LSTM state (h, c), each (1, H), as it saw each
+    observation (before acting on it: what it had read of the drive until then)."""
+    observations, states = [], []
+
+    def seen(obs):
+        observations.append(obs[0])
+        states.append(tuple(x[0].clone() for x in agent.state))
+
+    with SingleEnv(max_steps) as env:
+        (real,) = drive(
+            env, agent, [seed], 1, record=True, on_step=seen, stop=lambda: len(observations) > steps
+        )
+    return observations, real.rewards, states
+
 
 @main
 def run():
     params = load_params()
     use_threads(params.threads)
     cfg = params.dream
-    agent = load_agent(*load_world_model(params.vae.z_dim), device=resolve_device(params.device))
+    last = len(params.iterate.rounds)  # the last round's M and C (0: the mdnrnn and controller stages')
+    world_model = load_world_model(params.vae.z_dim, last)
+    agent = load_agent(*world_model, device=resolve_device(params.device), round=last)
     timer = Timer("dream")
     seed = track_seeds("dream", 1)[0]
-    with SingleEnv(params.env.max_steps) as env:
-        (real,) = drive(env, agent, [seed], 1, record=True)
+    observations, real_rewards, states = real_drive(
+        agent, seed, params.env.max_steps, cfg.start_step + cfg.steps
+    )
     # start after the zoom-in animation of the first frames, where the car is already on the road
-    start = min(cfg.start_step, len(real.frames) - 1)
+    start = min(cfg.start_step, len(observations) - 1)
     dream, rewards, dones = dream_rollout(
         agent.vae,
         agent.mdnrnn,
         agent.controller,
-        real.frames[start],
+        prepare_frame(observations[start]),
         steps=cfg.steps,
         tau=cfg.temperature,
         seed=params.seed,
+        # an M trained on whole episodes dreams on from the driver's own state (as dream mode starts)
+        state=states[start] if params.mdnrnn.carry_state else None,
     )
-    real_frames = real.frames[start : start + len(dream)]
-    real_frames += [real_frames[-1]] * (len(dream) - len(real_frames))
-    write_mp4(paths.DREAM_VIDEO, [side_by_side(r, d) for r, d in zip(real_frames, dream)], fps=30)
+    real = observations[start : start + len(dream)]
+    real += [real[-1]] * (len(dream) - len(real))  # an episode that ended first holds its last frame
+    agreement = road_agreement([prepare_frame(frame) for frame in real], dream)
+    video = [side_by_side(frame, dreamt, height=VIDEO_HEIGHT) for frame, dreamt in zip(real, dream)]
+    write_mp4(paths.DREAM_VIDEO, video, fps=30)
     write_json(
         paths.DREAM_METRICS,
         {
@@ -51,8 +81,10 @@ def run():
             "steps": cfg.steps,
             "temperature": cfg.temperature,
             "dream_reward": round(float(np.sum(rewards)), 2),
-            "real_reward": round(float(np.sum(real.rewards[start : start + cfg.steps])), 2),
+            "real_reward": round(float(np.sum(real_rewards[start : start + cfg.steps])), 2),
             "max_done_probability": round(float(np.max(dones)), 4),
+            "road_agreement": round(float(agreement.mean()), 4),
+            "alike_steps": int(np.argmax(agreement < ALIKE)) if (agreement < ALIKE).any() else len(agreement),
         },
     )
     timer.save()

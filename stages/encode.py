@@ -8,10 +8,10 @@ from tqdm import tqdm
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
-from wm.episodes import Latents, list_files, load_episode, save_latents
+from wm.episodes import list_files
 from wm.errors import main
 from wm.io import Timer, atomic_dir, load_model, resolve_device, write_json
-from wm.vae import ConvVAE, encode_frames
+from wm.vae import ConvVAE, encode_episode
 
 
 @main
@@ -25,15 +25,7 @@ def run():
     frames = 0
     with atomic_dir(paths.LATENTS) as out_dir:
         for path in tqdm(files, desc="encode", unit="ep"):
-            episode = load_episode(path)
-            mu, logvar = encode_frames(vae, episode.obs, params.encode.batch_size, device)
-            save_latents(
-                out_dir / path.name,
-                Latents(
-                    mu=mu, logvar=logvar, action=episode.action, reward=episode.reward, done=episode.done
-                ),
-            )
-            frames += len(episode.obs)
+            frames += encode_episode(vae, path, out_dir / path.name, params.encode.batch_size, device)
     write_json(
         paths.ENCODE_METRICS,
         {

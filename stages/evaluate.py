@@ -1,13 +1,17 @@
-"""Stage evaluate: the world-model controller (z and h), the z-only controller, the PPO agent of
-the collection, the PPO baseline (the world model's training time) and a random policy on the
-same fixed test tracks (a seed block no training stage uses), plus a video of one real drive.
-Robustness rows: the z+h controller on the same tracks seeing other track and grass colours
-(`controller_colour`) or black bars on the frame's sides (`controller_bars`), the tests of
-Tang et al. (2020) (wm.agents.Perturbed).
+"""Stage evaluate: the rows of evaluate.policies on the same fixed test tracks (a seed block no
+training stage uses), plus a video of one real drive of the z+h controller. The rows: the
+world-model controller on z and h (`controller`), the z-only one (`controller_z`), the PPO agent
+of the collection (`ppo`), the PPO baseline given the world model's training time
+(`ppo_baseline`), a random policy (`random`), the robustness rows below and `controller_envpool`.
+The z+h controller is the last round's of the iterative procedure if params iterate.rounds
+has any (iterate.agent), driving with that round's MDN-RNN; the z-only one is the
+controller_z stage's. Robustness rows: the z+h controller on the same tracks seeing other
+track and grass colours (`controller_colour`) or black bars on the frame's sides
+(`controller_bars`), the tests of Tang et al. (2020) (wm.agents.Perturbed).
 
-The reported returns are always on gymnasium's CarRacing-v3, the reference. With
-env.backend: envpool, the controller is also run on envpool's port of the same seeds
-(`controller_envpool`), to show how far the faster backend's numbers can be trusted.
+The reported returns are on gymnasium's CarRacing-v3, the reference, but for
+`controller_envpool`: the z+h controller on envpool's port of the same seeds, to show how far
+the faster backend's numbers can be trusted.
 
 Each batch of `env.batch_size` tracks of each row saves its returns when it finishes (JSON, in
 DVC's scratch directory), so a killed run resumes at the batch it was in: the batches are the
@@ -18,7 +22,6 @@ outs: metrics/eval.json; metrics/eval_drive.mp4
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +32,7 @@ from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
 from wm.executor import make_executor
-from wm.io import Timer, fingerprint, resolve_device, write_json
+from wm.io import Timer, resolve_device, run_fingerprint, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import write_mp4
@@ -56,7 +59,7 @@ def saved_batches(path, key):
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return saved["batches"] if isinstance(saved, dict) and saved.get("key") == key else {}
+    return saved.get("batches", {}) if isinstance(saved, dict) and saved.get("key") == key else {}
 
 
 @main
@@ -64,21 +67,22 @@ def run():
     params = load_params()
     use_threads(params.threads)
     cfg = params.evaluate
-    world_model = load_world_model(params.vae.z_dim)
+    last = len(params.iterate.rounds)  # the last round's M and C (0: the mdnrnn and controller stages')
+    world_model = load_world_model(params.vae.z_dim, last)
     device = resolve_device(params.device)
-    agent = load_agent(*world_model, device=device)
+    agent = load_agent(*world_model, device=device, round=last)
     seeds = track_seeds("test", cfg.episodes)
-    runs = [
-        ("controller", agent, "gymnasium"),
-        ("controller_z", load_agent(*world_model, inputs="z", device=device), "gymnasium"),
-        ("controller_colour", Perturbed(agent, "colour"), "gymnasium"),
-        ("controller_bars", Perturbed(agent, "bars"), "gymnasium"),
-        ("ppo", build_policy("ppo"), "gymnasium"),
-        ("ppo_baseline", build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
-        ("random", build_policy("random"), "gymnasium"),
-    ]
-    if params.env.backend == "envpool":
-        runs.append(("controller_envpool", agent, "envpool"))
+    policies = {  # how to make each row's policy, and its env
+        "controller": (lambda: agent, "gymnasium"),
+        "controller_z": (lambda: load_agent(*world_model, inputs="z", device=device), "gymnasium"),
+        "controller_colour": (lambda: Perturbed(agent, "colour"), "gymnasium"),
+        "controller_bars": (lambda: Perturbed(agent, "bars"), "gymnasium"),
+        "ppo": (lambda: build_policy("ppo"), "gymnasium"),
+        "ppo_baseline": (lambda: build_policy("ppo", ppo_path=paths.PPO_BASELINE_MODEL), "gymnasium"),
+        "random": (lambda: build_policy("random"), "gymnasium"),
+        "controller_envpool": (lambda: agent, "envpool"),
+    }
+    runs = [(name, make(), backend) for name, (make, backend) in policies.items() if name in cfg.policies]
     timer = Timer("evaluate")
     # what the run depends on: its params, its inputs, the code; saved batches of another are ignored
     run_params = {
@@ -89,14 +93,13 @@ def run():
     }
     models = [
         paths.VAE,
-        paths.MDNRNN,
-        paths.CONTROLLER,
+        paths.round_models(last) / paths.MDNRNN.name,
+        paths.round_models(last) / paths.CONTROLLER.name,
         paths.CONTROLLER_Z,
         paths.PPO_MODEL,
         paths.PPO_BASELINE_MODEL,
     ]
-    code = [Path(f"stages/{Path(__file__).name}"), *sorted(Path("wm").glob("*.py"))]
-    key = fingerprint(run_params, models + code)
+    key = run_fingerprint(__file__, run_params, models)
     progress = paths.PROGRESS / "evaluate.json"
     done = saved_batches(progress, key)
     if done:

@@ -11,7 +11,6 @@ A killed run resumes at the start of its last rollout and ends with the same byt
 
 import dataclasses
 import sys
-from pathlib import Path
 
 import torch
 
@@ -19,7 +18,7 @@ from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
 from wm.errors import UserError, main
-from wm.io import Timer, fingerprint, open_live, resolve_device
+from wm.io import Timer, open_live, resolve_device, run_fingerprint
 from wm.ppo import SavedRun, train_ppo
 
 
@@ -44,12 +43,18 @@ def run():
         "max_steps": params.env.max_steps,
         "ppo": dataclasses.asdict(cfg),
     }
-    code = [Path(f"stages/{Path(__file__).name}"), *sorted(Path("wm").glob("*.py"))]
-    saved = SavedRun(paths.PROGRESS / f"{stage}.pt", fingerprint(run_params, code))
+    saved = SavedRun(paths.PROGRESS / f"{stage}.pt", run_fingerprint(__file__, run_params))
     torch.manual_seed(params.seed)
     with open_live(metrics_dir) as live:
         best = train_ppo(
-            cfg, params.env.max_steps, params.seed, resolve_device(params.device), out, live, saved=saved
+            cfg,
+            params.env.max_steps,
+            params.seed,
+            resolve_device(params.device),
+            out,
+            live,
+            threads=params.threads,
+            saved=saved,
         )
         live.log_metric("eval/best_mean_reward", best, plot=False)
     saved.clear()  # done: a forced rerun trains again

@@ -19,7 +19,7 @@ from wm.agents import (
 from wm.controller import Controller
 from wm.env import BACKENDS
 from wm.errors import UserError
-from wm.executor import LocalExecutor, Population, batches, make_executor
+from wm.executor import LocalExecutor, Population, ProcessExecutor, batches, make_executor
 from wm.mdnrnn import MDNRNN
 from wm.rollout import drive
 from wm.vae import ConvVAE
@@ -117,10 +117,31 @@ def test_local_executor_drives_a_population_as_drive_does():
     assert returns == expected
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_worker_processes_drive_and_collect_as_this_process_does(backend, tmp_path):
+    torch.manual_seed(0)
+    vae, mdnrnn = ConvVAE(8).eval(), MDNRNN(8, hidden=16, mixtures=2).eval()
+    controller = Controller(8, 16)
+    params = np.random.default_rng(1).standard_normal((5, controller.size)).astype(np.float32)
+    agent, seeds = WorldModelAgent(vae, mdnrnn, controller), [41, 42, 43, 44, 45]
+    runs = {}
+    for name, executor in (
+        ("local", LocalExecutor(backend, 30, 2)),
+        ("processes", ProcessExecutor(backend, 30, processes=2, threads=2)),
+    ):
+        with executor:
+            driven = executor.drive(agent, seeds, 2, controllers=params)
+            executor.collect(RandomPolicy(), seeds[:3], 2, out_dir=tmp_path / name)
+        files = {f.name: f.read_bytes() for f in sorted((tmp_path / name).iterdir())}
+        runs[name] = ([(r.seed, r.total_reward, r.steps) for r in driven], files)
+    assert runs["processes"] == runs["local"]  # the same batches, in the same order: the same bytes
+    assert len(runs["local"][1]) == 3
+
+
 @pytest.mark.parametrize(
     "variables, message",
     [
-        ({"WM_EXECUTOR": "spark"}, "WM_EXECUTOR=spark: unknown executor (known: local, ray)"),
+        ({"WM_EXECUTOR": "spark"}, "WM_EXECUTOR=spark: unknown executor (known: local, processes, ray)"),
         ({"WM_EXECUTOR": "ray", "WM_RAY_ACTORS": "0"}, "WM_RAY_ACTORS=0: expected a whole number >= 1"),
         ({"WM_EXECUTOR": "ray", "WM_RAY_ACTOR_CPUS": "two"}, "WM_RAY_ACTOR_CPUS=two: expected"),
     ],

@@ -198,6 +198,22 @@ def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
     assert fitness.shape == (40, 8) and scores[0] == pytest.approx(fitness.max(), rel=1e-4)  # float32 params
 
 
+def test_evolve_goes_on_from_x0(tmp_path):
+    # a round of the iterative procedure evolves on from the last round's controller
+    from wm.evolve import evolve
+    from wm.io import open_live
+
+    x0, asked = np.linspace(-1, 1, 6), []
+
+    def score(generation, candidates):
+        asked.append(np.asarray(candidates))
+        return -((np.asarray(candidates) - x0) ** 2).sum(1)
+
+    with open_live(tmp_path / "live") as live:
+        evolve(score, 6, population=64, generations=1, sigma0=0.01, seed=0, live=live, finalists=0, x0=x0)
+    np.testing.assert_allclose(asked[0].mean(0), x0, atol=0.01)  # sampled around x0, not zeros
+
+
 def test_evolve_resumes_after_a_kill_with_the_bytes_of_an_uninterrupted_run(tmp_path):
     from wm.evolve import Progress, evolve
     from wm.io import open_live
@@ -211,6 +227,10 @@ def test_evolve_resumes_after_a_kill_with_the_bytes_of_an_uninterrupted_run(tmp_
         scored.append(generation)
         return -((np.asarray(candidates) - target) ** 2).sum(1)
 
+    def watch(candidate):  # the readout of each generation's best (the real env's, in the stage)
+        watched.append(candidate)
+        return float(np.abs(candidate).sum())
+
     def run(live_dir, progress):
         with open_live(tmp_path / live_dir) as live:
             return evolve(
@@ -223,24 +243,28 @@ def test_evolve_resumes_after_a_kill_with_the_bytes_of_an_uninterrupted_run(tmp_
                 live=live,
                 finalists=3,
                 progress=progress,
+                watch=watch,
             )
 
-    kill_at = None
+    kill_at, watched = None, []
     whole, whole_fitness = run("whole", None)
+    assert len(watched) == 10
     scored.clear()
     path = tmp_path / "progress" / "controller.npz"
     kill_at = 6
     with pytest.raises(KeyboardInterrupt):
         run("killed", Progress(path, "key"))
     assert scored == [0, 1, 2, 3, 4, 5] and len(Progress(path, "key")) == 6
-    kill_at, scored[:] = None, []
+    kill_at, scored[:], watched[:] = None, [], []
     resumed, resumed_fitness = run("resumed", Progress(path, "key"))
     assert scored == [6, 7, 8, 9]  # only the generations the killed run had not finished
+    assert len(watched) == 4  # and only their best candidates are watched; the rest is replayed
     for a, b in zip(whole, resumed):
         assert a.tobytes() == b.tobytes()
     assert whole_fitness.tobytes() == resumed_fitness.tobytes()
-    metrics = [(tmp_path / d / "metrics.json").read_text() for d in ("whole", "resumed")]
-    assert metrics[0] == metrics[1]  # the replayed generations are logged again, as if never killed
+    for logged in ("metrics.json", "plots/metrics/watch/real.tsv", "plots/metrics/generation/best.tsv"):
+        whole_log, resumed_log = ((tmp_path / d / logged).read_text() for d in ("whole", "resumed"))
+        assert whole_log == resumed_log  # the replayed generations are logged again, as if never killed
     assert len(Progress(path, "another key")) == 0  # progress of another run is not used
 
 
@@ -258,7 +282,7 @@ def test_dream_score_compares_candidates_on_common_starts(monkeypatch):
     score = evolve.DreamScore(
         MDNRNN(z_dim=4, hidden=8, mixtures=2),
         controller,
-        torch.randn(50, 4),
+        (torch.randn(50, 4), None),
         rollouts=3,
         steps=4,
         tau=1.0,
@@ -274,3 +298,89 @@ def test_dream_score_compares_candidates_on_common_starts(monkeypatch):
     assert len({tuple(z.tolist()) for z in starts[0]}) == 3  # three different starts
     assert not torch.equal(z0_next, z0)  # new starts in the next generation
     np.testing.assert_allclose(params.reshape(2, 3, -1), np.repeat(candidates[:, None], 3, 1), rtol=1e-6)
+
+
+def test_dream_score_starts_each_dream_in_the_state_of_its_start(monkeypatch):
+    from wm import evolve
+
+    seen = []
+
+    def spy(mdnrnn, controller, params, z0, *, state, **kwargs):
+        seen.append((z0, state))
+        return torch.zeros(len(z0))
+
+    monkeypatch.setattr(evolve, "dream_returns", spy)
+    z0 = torch.arange(50, dtype=torch.float32)[:, None].repeat(1, 4)  # start i: all i
+    state = (z0.repeat(1, 2) + 0.5, -z0.repeat(1, 2))  # its (h, c): i + 0.5 and -i
+    controller = Controller(4, 8)
+    score = evolve.DreamScore(
+        MDNRNN(z_dim=4, hidden=8, mixtures=2), controller, (z0, state), rollouts=3, steps=4, tau=1.0, seed=0
+    )
+    score(0, np.zeros((2, controller.size)))
+    ((z, (h, c)),) = seen
+    assert h.shape == c.shape == (6, 8)
+    torch.testing.assert_close(h, z[:, :1].repeat(1, 8) + 0.5)
+    torch.testing.assert_close(c, -z[:, :1].repeat(1, 8))
+
+
+def latent_episodes(lengths, z_dim=4):
+    from wm.episodes import Latents
+
+    rng = np.random.default_rng(0)
+    return [
+        Latents(
+            mu=rng.standard_normal((steps + 1, z_dim)).astype(np.float32),
+            logvar=np.zeros((steps + 1, z_dim), np.float32),
+            action=rng.standard_normal((steps, 3)).astype(np.float32),
+            reward=np.zeros(steps, np.float32),
+            done=np.zeros(steps, bool),
+        )
+        for steps in lengths
+    ]
+
+
+def test_states_at_are_the_lstm_state_after_reading_each_prefix():
+    from wm.dream import states_at
+
+    torch.manual_seed(0)
+    mdnrnn = MDNRNN(z_dim=4, hidden=8, mixtures=2).eval()
+    episodes = latent_episodes((12, 9))
+    steps = [0, 3, 9]
+    h, c = states_at(mdnrnn, episodes, steps)
+    assert h.shape == c.shape == (2, 3, 8)
+    assert not h[:, 0].any() and not c[:, 0].any()  # nothing read yet: zeros
+    for i, episode in enumerate(episodes):
+        for j, step in enumerate(steps[1:], 1):
+            z = torch.from_numpy(episode.mu[None, :step])
+            _, (h_ref, c_ref) = mdnrnn(z, torch.from_numpy(episode.action[None, :step]))
+            torch.testing.assert_close(h[i, j], h_ref[0, 0])
+            torch.testing.assert_close(c[i, j], c_ref[0, 0])
+
+
+def test_dream_starts_after_the_zoom_in_cold_or_warm(tmp_path, monkeypatch):
+    from wm.dream import START_EVERY, dream_starts, states_at
+    from wm.env import ZOOM_STEPS
+    from wm.episodes import save_latents
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/latents").mkdir(parents=True)
+    lengths = (ZOOM_STEPS + 2 * START_EVERY + 3, ZOOM_STEPS - 1, ZOOM_STEPS + START_EVERY)
+    episodes = latent_episodes(lengths)
+    for i, episode in enumerate(episodes):
+        save_latents(tmp_path / f"data/latents/episode_{i:05d}.npz", episode)
+    torch.manual_seed(0)
+    mdnrnn = MDNRNN(z_dim=4, hidden=8, mixtures=2).eval()
+    z0, state = dream_starts(mdnrnn, 4, warm=False)
+    assert state is None
+    starts = [(0, ZOOM_STEPS), (0, ZOOM_STEPS + START_EVERY), (0, ZOOM_STEPS + 2 * START_EVERY)]
+    starts += [(2, ZOOM_STEPS), (2, ZOOM_STEPS + START_EVERY)]  # episode 1 ends in the zoom-in
+    torch.testing.assert_close(z0, torch.from_numpy(np.stack([episodes[e].mu[s] for e, s in starts])))
+    z0_warm, (h, c) = dream_starts(mdnrnn, 4, warm=True)
+    torch.testing.assert_close(z0_warm, z0)
+    for row, (e, step) in enumerate(starts):
+        h_ref, c_ref = states_at(mdnrnn, [episodes[e]], [step])
+        torch.testing.assert_close(h[row], h_ref[0, 0])
+        torch.testing.assert_close(c[row], c_ref[0, 0])
+    line, (h_line, _) = dream_starts(mdnrnn, 4, warm=True, along=False)  # the start lines only
+    torch.testing.assert_close(line, z0[[0, 3]])
+    torch.testing.assert_close(h_line, h[[0, 3]])

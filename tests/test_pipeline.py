@@ -6,6 +6,7 @@ made it, so they pass in any order."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -163,15 +164,101 @@ def test_stage_run_by_a_python_without_the_packages_says_which(repo):
 
 def test_controller_stage_evolves_in_the_dream(repo):
     edit_params(repo, "controller", mode="dream", dream_steps=10, rollouts=2)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
     try:
-        run(repo, "python", "-m", "stages.controller")
+        # no real env, not even for the final choice: an executor that cannot exist is never asked
+        result = subprocess.run(
+            ["python", "-m", "stages.controller"],
+            cwd=repo,
+            env={**ENV, "WM_EXECUTOR": "ray", "RAY_ADDRESS": nowhere},
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
         metrics = json.loads((repo / "metrics/controller/metrics.json").read_text())
         assert metrics["step"] == 1  # two generations logged, steps 0 and 1
         assert np.isfinite(metrics["generation"]["best"]) and "return" in metrics["select"]
         checkpoint = torch.load(repo / "models/controller.pt", weights_only=True)
         assert checkpoint["config"]["h_dim"] == 16  # the smoke MDN-RNN's hidden units
         assert checkpoint["state_dict"]["params"].shape == ((8 + 16) * 3 + 3,)  # (Z + H) x 3 + 3
+        # the watch: each generation's best also drives a real validate track, logged beside its
+        # dream score and not fed back (the same controller comes out)
+        edit_params(repo, "controller", mode="dream", dream_steps=10, rollouts=2, watch_tracks=1)
+        result = subprocess.run(
+            ["python", "-m", "stages.controller"], cwd=repo, env=ENV, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        plots = repo / "metrics/controller/plots/metrics"
+        real = np.loadtxt(plots / "watch/real.tsv", skiprows=1)
+        dreamt = np.loadtxt(plots / "watch/fitness.tsv", skiprows=1)
+        assert real.shape == dreamt.shape == (2, 2) and np.isfinite(real).all()
+        assert (dreamt[:, 1] == np.loadtxt(plots / "generation/best.tsv", skiprows=1)[:, 1]).all()
+        rewatched = torch.load(repo / "models/controller.pt", weights_only=True)
+        assert rewatched["state_dict"]["params"].equal(checkpoint["state_dict"]["params"])
     finally:
+        restore(repo)
+
+
+def test_an_mdnrnn_of_whole_episodes_dreams_from_warm_states(repo):
+    # mdnrnn.carry_state: M trains on whole episodes; dream mode and the dream video then start
+    # from the LSTM state read up to each start (the start lines here), not from zeros
+    edit_params(repo, "mdnrnn", carry_state=True)
+    edit_params(repo, "controller", mode="dream", dream_steps=10, rollouts=2, dream_starts="line")
+    try:
+        for stage in ("mdnrnn", "controller", "dream"):
+            result = subprocess.run(
+                ["python", "-m", f"stages.{stage}"], cwd=repo, env=ENV, capture_output=True, text=True
+            )
+            assert result.returncode == 0, (stage, result.stderr[-2000:])
+        dream = json.loads((repo / "metrics/dream.json").read_text())
+        assert np.isfinite(dream["dream_reward"]) and 0 <= dream["road_agreement"] <= 1
+        assert np.isfinite(
+            json.loads((repo / "metrics/controller/metrics.json").read_text())["select"]["return"]
+        )
+    finally:
+        restore(repo)
+
+
+def test_a_round_of_the_iterative_procedure_collects_trains_on_and_evolves_on(repo):
+    # iterate.rounds: round 1 drives the stages' agent plus noise on new tracks, adds the episodes
+    # to the latents, trains M on and evolves C on from theirs; evaluate and dream use round 1's
+    edit_params(repo, "iterate", rounds={"1": {"models": "models", "data": "data/latents"}})
+    edit_params(repo, "iterate", agent="models/rounds/1")
+    try:
+        result = run(repo, "dvc", "repro")
+        ran = re.findall(r"Running stage '([\w@]+)'", result.stdout)
+        assert sorted(ran) == [
+            "dream",
+            "evaluate",
+            "params",
+            "round_controller@1",
+            "round_data@1",
+            "round_mdnrnn@1",
+        ]
+        base = sorted((repo / "data/latents").iterdir())
+        latents = sorted((repo / "data/rounds/1").iterdir())
+        assert len(latents) == len(base) + 2  # iterate.episodes new ones after the earlier data
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(base, latents))
+        assert json.loads((repo / "metrics/rounds/1/collect.json").read_text())["episodes"] == 2
+        for name in ("mdnrnn.pt", "controller.pt"):
+            assert (repo / "models/rounds/1" / name).read_bytes() != (repo / "models" / name).read_bytes()
+        assert "round_controller@1" in run(repo, "dvc", "dag").stdout
+        assert "up to date" in run(repo, "dvc", "status").stdout
+        run(repo, "python", "-m", "tools.page", "--out", "rounds.html")  # the page shows the round
+        page = (repo / "rounds.html").read_text()
+        assert "Round 1: CMA-ES" in page and "round 1 collect: mean_return" in page
+        for stage in ("evaluate", "dream"):  # driven by round 1's M and C (the path is in the error)
+            (repo / "models/rounds/1/controller.pt").write_bytes(b"not a checkpoint")
+            result = subprocess.run(
+                ["python", "-m", f"stages.{stage}"], cwd=repo, env=ENV, capture_output=True, text=True
+            )
+            assert "models/rounds/1/controller.pt" in error_of(result)
+    finally:
+        (repo / "rounds.html").unlink(missing_ok=True)
+        for out in ("data/rounds", "models/rounds", "metrics/rounds"):
+            shutil.rmtree(repo / out, ignore_errors=True)
         restore(repo)
 
 
@@ -267,15 +354,18 @@ def saved_batches(path):
             30,
             "resuming CMA-ES after generation {} of 30",
         ),
-        (  # 10 rollouts of 64 steps on 60-step tracks: killed mid-episode, after evaluations
-            "ppo",
-            {"ppo": {"timesteps": 640, "eval_freq": 128}},
-            ["models/ppo.pt", "metrics/ppo"],
-            saved_timesteps,
-            320,
-            640,
-            "resuming PPO after {} of 640 timesteps",
-        ),
+        *[
+            (  # 6 rollouts of 64 steps on 60-step tracks: killed mid-episode, after an evaluation
+                "ppo",
+                {"ppo": {"timesteps": 384, "eval_freq": 128, "backend": backend}},
+                ["models/ppo.pt", "metrics/ppo"],
+                saved_timesteps,
+                192,
+                384,
+                "resuming PPO after {} of 384 timesteps",
+            )
+            for backend in ("gymnasium", "envpool")
+        ],
         (  # 8 rows of 6 tracks in batches of 2: killed in the fourth row or so
             "evaluate",
             {"evaluate": {"episodes": 6}, "env": {"batch_size": 2}},
@@ -286,6 +376,7 @@ def saved_batches(path):
             "resuming evaluate: {} batches already driven",
         ),
     ],
+    ids=["controller", "ppo-gymnasium", "ppo-envpool", "evaluate"],
 )
 def test_a_stage_killed_mid_run_resumes_to_the_same_bytes(
     repo, stage, edit, outs, saved_so_far, kill_after, total, said
@@ -467,3 +558,29 @@ def test_pull_from_an_empty_remote_says_to_build(repo, tmp_path):
     result = run(clone, "make", "pull", f"BIN={Path(sys.executable).parent}", check=False)
     assert result.returncode != 0
     assert "if nobody pushed it to this remote, build it with 'make repro'" in result.stderr
+
+
+def test_timed_repro_resumes_and_keeps_the_times_it_has(repo, tmp_path):
+    out = tmp_path / "timings.json"
+    out.write_text(json.dumps({"params": {"seconds": 1.5, "peak_memory_mb": 9}, "total_seconds": 1.5}))
+    timed = ["python", "-m", "tools.timed_repro", "--stages", "params,dream", "--out", str(out)]
+    result = run(repo, *timed, "--resume")
+    assert "params: timed already" in result.stdout
+    timings = json.loads(out.read_text())
+    assert timings["params"] == {"seconds": 1.5, "peak_memory_mb": 9}  # kept, not run again
+    assert timings["dream"]["seconds"] > 0
+    assert timings["total_seconds"] == pytest.approx(timings["dream"]["seconds"] + 1.5)
+    out.write_text("{cut")
+    assert f"{out}: not valid JSON" in error_of(run(repo, *timed, "--resume", check=False))
+
+
+def test_dream_check_reports_the_dream_against_the_real_runs(repo, tmp_path):
+    out = tmp_path / "dream_check.json"
+    run(repo, "python", "-m", "tools.dream_check", "--dreams", "2", "--steps", "5", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert report["teacher_forced"]["episodes"] == len(list((repo / "data/latents").glob("*.npz")))
+    assert set(report["replayed"]) == {"tau 1.15, 5 steps, warm h", "tau 1.15, 5 steps, cold h"}
+    dreams = report["dreams"]["tau 1.15, 5 steps"]
+    assert dreams["controller"]["n"] == dreams["zeros"]["n"] == 2
+    # every candidate of the controller stage's CMA-ES (2 generations x 4), ranked in the dream
+    assert report["dreams"]["ranked_candidates"] == 8 and -1 <= dreams["rank_correlation_with_real"] <= 1

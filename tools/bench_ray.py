@@ -10,6 +10,7 @@ generation around zero with sigma0) in batches of env.batch_size on env.backend,
 max_steps steps at most. Measured, each the median of `--repeats` generations:
 
 - local: the in-process path (wm.executor.LocalExecutor, `controller.workers` env threads);
+- processes 2: wm.executor.ProcessExecutor, 2 worker processes of 1 CPU each on this machine;
 - ray 1 / ray 2: RayExecutor with 1 and 2 actors of 1 CPU each (one per node on the test cluster);
 - per-task overhead: the round trip of an empty actor call (median of 200);
 - bytes per generation: the batches sent (pickled seeds and controllers) and the Rollouts returned,
@@ -35,7 +36,7 @@ from wm.config import load_params
 from wm.controller import Controller
 from wm.env import track_seeds
 from wm.errors import main
-from wm.executor import LocalExecutor, RayExecutor, batches
+from wm.executor import LocalExecutor, ProcessExecutor, RayExecutor, batches
 from wm.io import write_json
 from wm.mdnrnn import MDNRNN
 from wm.vae import ConvVAE
@@ -56,7 +57,7 @@ def generation(executor, agent, candidates, generation, *, batch_size, rollouts)
 
 
 def task_overhead(executor, calls=200):
-    actor = executor.actors[0]
+    actor = executor.workers[0]
     executor.ray.get(actor.node.remote())
     times = []
     for _ in range(calls):
@@ -86,17 +87,19 @@ def run():
     torch.set_num_threads(params.threads)
     # the three paths take turns, generation by generation, so that a machine whose speed drifts
     # (shared hosts do) slows them alike; "ray 1" is the first actor of the two
-    runs = {"local": [], "ray_1": [], "ray_2": []}
+    runs = {"local": [], "processes_2": [], "ray_1": [], "ray_2": []}
     with (
         LocalExecutor(env.backend, env.max_steps, cfg.workers) as local,
+        ProcessExecutor(env.backend, env.max_steps, processes=2, threads=params.threads) as processes,
         RayExecutor(env.backend, env.max_steps, threads=params.threads, actors=2) as ray,
     ):
-        both = ray.actors
+        both = ray.workers
         for repeat in range(args.repeats):
             runs["local"].append(generation(local, agent, candidates, repeat, **common))
-            ray.actors = both[:1]
+            runs["processes_2"].append(generation(processes, agent, candidates, repeat, **common))
+            ray.workers = both[:1]
             runs["ray_1"].append(generation(ray, agent, candidates, repeat, **common))
-            ray.actors = both
+            ray.workers = both
             runs["ray_2"].append(generation(ray, agent, candidates, repeat, **common))
         overhead = task_overhead(ray)
     results = {name: figures(times) for name, times in runs.items()}
@@ -117,6 +120,9 @@ def run():
     one, two = (results[name]["seconds_per_generation"] for name in ("ray_1", "ray_2"))
     results["parallel_efficiency_1_to_2_actors"] = round(one / two / 2, 3)
     results["ray_2_over_local"] = round(two / results["local"]["seconds_per_generation"], 3)
+    results["processes_2_over_local"] = round(
+        results["processes_2"]["seconds_per_generation"] / results["local"]["seconds_per_generation"], 3
+    )
     results["model"] = paper_model(one, len(work), overhead, env.batch_size)
     results["setup"] = {
         "population": cfg.population,
@@ -128,7 +134,7 @@ def run():
     }
     write_json(args.out, results)
     print("| path | s per generation | env steps/s |\n|---|---|---|")
-    for name in ("local", "ray_1", "ray_2"):
+    for name in ("local", "processes_2", "ray_1", "ray_2"):
         row = results[name]
         print(f"| {name} | {row['seconds_per_generation']} | {row['env_steps_per_second']} |")
     print(

@@ -39,6 +39,12 @@ class Curve(NamedTuple):
     x_label: str
 
 
+CMA_SERIES = (
+    ("generation/best", "best"),
+    ("generation/mean", "mean"),
+    ("generation/worst", "worst"),
+    ("watch/real", "best, on real validate tracks (controller.watch_tracks)"),
+)
 CURVES = [
     Curve(
         "PPO, the data policy",
@@ -70,13 +76,13 @@ CURVES = [
     Curve(
         "CMA-ES, controller on z and h",
         "metrics/controller",
-        (("generation/best", "best"), ("generation/mean", "mean"), ("generation/worst", "worst")),
+        CMA_SERIES,
         "generation",
     ),
     Curve(
         "CMA-ES, controller on z only",
         "metrics/controller_z",
-        (("generation/best", "best"), ("generation/mean", "mean"), ("generation/worst", "worst")),
+        CMA_SERIES,
         "generation",
     ),
     Curve(
@@ -338,15 +344,49 @@ def media_section(sources):
     return "".join(rows)
 
 
+def rounds_of(sources):
+    """The metrics directories of the rounds of the iterative procedure (iterate.rounds) that any
+    of `sources` ran: metrics/rounds/1, 2, ... up to the first that none has."""
+    found = []
+    while any(s.read(f"metrics/rounds/{len(found) + 1}/collect.json") is not None for s in sources):
+        found.append(f"metrics/rounds/{len(found) + 1}")
+    return found
+
+
+def round_curves(sources):
+    """Each round's curves: the MDN-RNN trained on, and CMA-ES going on from the last controller."""
+    curves = []
+    for n, directory in enumerate(rounds_of(sources), 1):
+        nll = (("train/nll", "train"), ("val/nll", "validation"))
+        curves.append(Curve(f"Round {n}: MDN-RNN latent NLL", f"{directory}/mdnrnn", nll, "epoch"))
+        curves.append(
+            Curve(
+                f"Round {n}: CMA-ES, controller on z and h",
+                f"{directory}/controller",
+                CMA_SERIES,
+                "generation",
+            )
+        )
+    return curves
+
+
 def curves_section(sources):
-    charts = [chart for chart in (curve_chart(curve, sources) for curve in CURVES) if chart]
+    curves = CURVES + round_curves(sources)
+    charts = [chart for chart in (curve_chart(curve, sources) for curve in curves) if chart]
     return "".join(f'<div class="chart">{c}</div>' for c in charts) or "<p>No stage has run yet.</p>"
 
 
 def metrics_section(sources):
     flat = [{} for _ in sources]
-    for path in metrics_files():
+    rounds = [
+        f"{d}/{name}"
+        for d in rounds_of(sources)
+        for name in ("collect.json", "mdnrnn/metrics.json", "controller/metrics.json")
+    ]
+    for path in metrics_files() + rounds:
         stage = Path(path).parent.name if Path(path).name == "metrics.json" else Path(path).stem
+        if path.startswith("metrics/rounds/"):  # "round 2 controller"
+            stage = f"round {path.split('/')[2]} {stage}"
         for values, source in zip(flat, sources, strict=True):
             values.update(flatten(source.json(path) or {}, f"{stage}: "))
     keys = sorted(set().union(*flat))

@@ -10,6 +10,10 @@ two Ray nodes of `--cpus` CPUs each (tools/ray_cluster, `--isolated`: a network 
 only loopback, as root). The same params give the same bytes if `git status` is clean after the
 cluster's run: dvc.lock (every out's md5) and every metric unchanged. Not a test: it takes the
 profile's time twice.
+
+With `--keep DIR` the run can be cut and started again with the same command: it goes on in
+DIR's clone, skipping the stages already timed (tools.timed_repro --resume; a stage cut mid-way
+runs again, and CMA-ES resumes at its last generation).
 """
 
 import argparse
@@ -37,23 +41,28 @@ def main():
     parser.add_argument("--profile", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cpus", type=int, default=1, help="CPUs of each of the two nodes")
-    parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
+    parser.add_argument(
+        "--keep", type=Path, help="run in this directory and keep it (the same command again goes on)"
+    )
     args = parser.parse_args()
     if not args.profile.is_file():
         sys.exit(f"error: {args.profile}: no such profile")
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="ray_same_bytes_"))
     clone = scratch / "repo"
-    sh(ROOT, "git", "clone", "-q", str(ROOT), str(clone))
-    (clone / "params.yaml").write_text(args.profile.read_text())
-    sh(clone, "git", "commit", "-qam", f"profile {args.profile.name}")
+    if not (clone / ".git").is_dir():
+        sh(ROOT, "git", "clone", "-q", str(ROOT), str(clone))
+        (clone / "params.yaml").write_text(args.profile.read_text())
+        sh(clone, "git", "commit", "-qam", f"profile {args.profile.name}")
+    elif (clone / "params.yaml").read_text() != args.profile.read_text():
+        sys.exit(f"error: {clone} runs another profile than {args.profile}; remove it or --keep elsewhere")
     env = {**os.environ, "WM_EXECUTOR": "local"}
-    local = subprocess.run(
-        [sys.executable, "-m", "tools.timed_repro", "--out", str(scratch / "local.json")], cwd=clone, env=env
-    )
-    if local.returncode != 0:
-        sys.exit(f"error: the local run failed (in {clone})")
-    sh(clone, "git", "add", "-A")
-    sh(clone, "git", "commit", "-qm", "local run")
+    timed = [sys.executable, "-m", "tools.timed_repro", "--resume"]
+    if sh(clone, "git", "log", "-1", "--format=%s").strip() != "local run":
+        local = subprocess.run([*timed, "--out", str(scratch / "local.json")], cwd=clone, env=env)
+        if local.returncode != 0:
+            sys.exit(f"error: the local run failed (in {clone})")
+        sh(clone, "git", "add", "-A")
+        sh(clone, "git", "commit", "-qm", "local run")
     on_cluster = [
         sys.executable,
         "-m",
@@ -64,8 +73,8 @@ def main():
         "--cpus",
         str(args.cpus),
     ]
-    timed = [sys.executable, "-m", "tools.timed_repro", "--force", "--stages", ",".join(ENV_BOUND)]
-    ray = subprocess.run([*on_cluster, "--", *timed, "--out", str(scratch / "ray.json")], cwd=clone, env=env)
+    forced = [*timed, "--force", "--stages", ",".join(ENV_BOUND), "--out", str(scratch / "ray.json")]
+    ray = subprocess.run([*on_cluster, "--", *forced], cwd=clone, env=env)
     if ray.returncode != 0:
         sys.exit(f"error: the run on the cluster failed (in {clone})")
     changed = sh(clone, "git", "status", "--porcelain").splitlines()

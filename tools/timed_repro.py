@@ -1,11 +1,15 @@
 """Run the pipeline stage by stage (`dvc repro -s`), timing each, and write the wall times and
 peak memory.
 
-    python -m tools.timed_repro --out reports/timings_default.json [--force] [--stages a,b]
+    python -m tools.timed_repro --out reports/timings_default.json [--force] [--stages a,b] [--resume]
 
 Each stage's time is the whole `dvc repro -s <stage>` command: interpreter start-up, imports,
 the work and DVC's hashing and caching. Peak memory is the largest resident set of any process
 of the stage (os.wait4, as GNU time reports it). Prints a Markdown table for the README.
+
+The out file is rewritten after every stage, so a run cut short keeps the times of the stages
+it finished; `--resume` keeps those and runs only the others (a stage cut mid-way runs again:
+the controller and PPO stages resume their own work, and its time is then that of the rerun).
 """
 
 import argparse
@@ -18,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from wm.io import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +32,7 @@ def main():
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
     parser.add_argument("--stages", help="comma-separated stages to run, in order (default: all)")
+    parser.add_argument("--resume", action="store_true", help="skip the stages the out file already times")
     args = parser.parse_args()
     stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
     if args.stages:
@@ -34,7 +41,16 @@ def main():
             sys.exit(f"error: unknown stage {unknown[0]} (stages: {', '.join(stages)})")
         stages = args.stages.split(",")
     timings = {}
+    if args.resume and args.out.is_file():
+        try:
+            timings = json.loads(args.out.read_text())
+        except json.JSONDecodeError as err:
+            sys.exit(f"error: {args.out}: not valid JSON ({err}); delete it or run without --resume")
+    timings.pop("total_seconds", None)
     for stage in stages:
+        if stage in timings:
+            print(f"{stage}: timed already ({args.out}), skipped")
+            continue
         start = time.perf_counter()
         command = ["dvc", "repro", "-s", stage] + (["-f"] if args.force else [])
         process = subprocess.Popen(command, cwd=ROOT)
@@ -45,9 +61,9 @@ def main():
             "seconds": round(time.perf_counter() - start, 1),
             "peak_memory_mb": round(usage.ru_maxrss / 1024),
         }
+        write_json(args.out, timings)
     timings["total_seconds"] = round(sum(t["seconds"] for t in timings.values()), 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(timings, indent=2) + "\n")
+    write_json(args.out, timings)
     print("| stage | wall time (s) | peak memory (MB) |\n|---|---|---|")
     for stage in stages:
         print(f"| {stage} | {timings[stage]['seconds']} | {timings[stage]['peak_memory_mb']} |")

@@ -1,8 +1,9 @@
 """The z+h controller's worst test tracks, filmed and diagnosed: what happens where it fails.
 
-    python -m tools.worst_tracks [--count 5] [--out reports/worst_tracks.json]
+    python -m tools.worst_tracks [--count 5] [--validate N] [--out reports/worst_tracks.json]
 
-Takes the lowest returns of the controller in metrics/eval.json (the evaluate stage's), drives
+Takes the lowest returns of the controller in metrics/eval.json (the evaluate stage's; with
+`--validate N`, of N validate tracks it drives first: what to look at when choosing a fix), drives
 each of those tracks again on gymnasium, one at a time, with the trained world-model agent, and
 writes a video per track (reports/worst/<seed>.mp4, the env's own rendering) and, per track,
 what the car did, read from the simulator at every step: how much of the lap it covered, when
@@ -19,9 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from wm import paths
+from wm.compute import use_threads
 from wm.config import load_params
+from wm.env import track_seeds
 from wm.errors import UserError, main
+from wm.executor import make_executor
 from wm.io import resolve_device, write_json
+from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import write_mp4
 from wm.world_model import load_agent, load_world_model
@@ -73,59 +78,78 @@ def diagnose(record, tiles_total):
 
 
 def drive_and_watch(agent, seed, max_steps):
-    """Drive `seed` alone with `agent`; (return, steps, frames, per-step record, tiles on the track)."""
+    """Drive `seed` alone with `agent`, filmed; (the Rollout, the car's state at the reset and
+    after every step, the track's tile count)."""
+    record = {"off_road": [], "angular_velocity": [], "speed": []}
     with SingleEnv(max_steps, render_mode="rgb_array") as env:
-        obs = env.reset([seed])
-        agent.reset([seed])
         car_racing = env.env.unwrapped
-        frames, total, steps = [env.render()[0]], 0.0, 0
-        record = {"off_road": [], "angular_velocity": [], "speed": []}
-        done = False
-        while not done:
-            obs, reward, terminated, truncated = env.step(agent.act(obs))
-            total += float(reward[0])
-            steps += 1
-            frames.append(env.render()[0])
+
+        def watch(obs):
             car = car_racing.car
             record["off_road"].append(all(not wheel.tiles for wheel in car.wheels))
             record["angular_velocity"].append(car.hull.angularVelocity)
             record["speed"].append(float(np.hypot(*car.hull.linearVelocity)))
-            done = bool(terminated[0] or truncated[0])
-        record["tiles"] = car_racing.tile_visited_count
-        record["lap_done"] = bool(terminated[0])
-        return total, steps, frames, record, len(car_racing.track)
+
+        (rollout,) = drive(env, agent, [seed], 1, render=True, on_step=watch)
+        record["tiles"], record["lap_done"] = car_racing.tile_visited_count, rollout.terminated
+        return rollout, record, len(car_racing.track)
+
+
+def scanned_returns(agent, params, tracks):
+    """(seeds, returns) of `agent` on `tracks` validate tracks, driven as evaluate drives (batches
+    of env.batch_size) on env.backend through the stages' executor."""
+    seeds = track_seeds("validate", tracks)
+    env = params.env
+    with make_executor(env.backend, env.max_steps, params.evaluate.workers, params.threads) as executor:
+        driven = executor.drive(agent, seeds, env.batch_size, desc="validate")
+    return seeds, np.array([r.total_reward for r in driven])
 
 
 @main
 def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=5, help="how many of the worst tracks")
+    parser.add_argument(
+        "--validate",
+        type=int,
+        metavar="N",
+        help="scan N validate tracks (on env.backend) instead of reading evaluate's test returns",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/worst_tracks.json"))
     args = parser.parse_args()
     params = load_params()
-    if not paths.EVAL_METRICS.exists():
-        raise UserError(f"{paths.EVAL_METRICS}: not found (run the evaluate stage: dvc repro evaluate)")
-    evaluation = json.loads(paths.EVAL_METRICS.read_text())
-    returns = np.array(evaluation["controller"]["returns"])
-    worst = np.argsort(returns)[: args.count]
+    use_threads(params.threads)
     agent = load_agent(*load_world_model(params.vae.z_dim), device=resolve_device(params.device))
+    if args.validate:
+        seeds, returns = scanned_returns(agent, params, args.validate)
+        source = f"{args.validate} validate tracks on {params.env.backend}"
+    else:
+        if not paths.EVAL_METRICS.exists():
+            raise UserError(f"{paths.EVAL_METRICS}: not found (run the evaluate stage: dvc repro evaluate)")
+        evaluation = json.loads(paths.EVAL_METRICS.read_text())
+        seeds, returns = evaluation["test_seeds"], np.array(evaluation["controller"]["returns"])
+        source = f"{paths.EVAL_METRICS} (test tracks, gymnasium)"
     tracks = []
-    for i in worst:
-        seed = int(evaluation["test_seeds"][i])
-        total, steps, frames, record, tiles_total = drive_and_watch(agent, seed, params.env.max_steps)
+    for i in np.argsort(returns)[: args.count]:
+        seed = int(seeds[i])
+        rollout, record, tiles_total = drive_and_watch(agent, seed, params.env.max_steps)
         video = args.out.parent / "worst" / f"{seed}.mp4"
-        write_mp4(video, frames, fps=50)
+        write_mp4(video, rollout.renders, fps=50)
         track = {
             "seed": seed,
-            "evaluate_return": float(returns[i]),
-            "return_alone": round(total, 2),
-            "steps": steps,
+            "scanned_return": float(returns[i]),
+            "return_alone": round(rollout.total_reward, 2),
+            "steps": rollout.steps,
             "video": str(video),
             **diagnose(record, tiles_total),
         }
         tracks.append(track)
-        print(f"{seed}: {track['evaluate_return']:.1f} ({total:.1f} alone): {'; '.join(track['causes'])}")
-    write_json(args.out, {"tracks": tracks, "spin_threshold": SPIN, "still_threshold": STILL})
+        print(f"{seed}: {returns[i]:.1f} ({rollout.total_reward:.1f} alone): {'; '.join(track['causes'])}")
+    summary = {"mean": float(returns.mean()), "std": float(returns.std()), "min": float(returns.min())}
+    write_json(
+        args.out,
+        {"scanned": source, **summary, "tracks": tracks, "spin_threshold": SPIN, "still_threshold": STILL},
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ A single drive is a batch of one. Batching is what makes the world-model agent f
 encodes N frames in one call and the MDN-RNN steps N hidden states in one call.
 """
 
+import copy
+
 import numpy as np
 
 from wm import paths
@@ -134,7 +136,37 @@ def side_bars(frames):
     return out
 
 
-class Perturbed:
+class Wrapper:
+    """A policy around another, `self.policy`."""
+
+    def to(self, device):
+        """This policy with the one inside moved to `device` (wm.executor ships CPU copies)."""
+        moved = self.policy.to(device) if hasattr(self.policy, "to") else self.policy
+        if moved is self.policy:
+            return self
+        wrapper = copy.copy(self)
+        wrapper.policy = moved
+        return wrapper
+
+
+class Noisy(Wrapper):
+    """`policy` with Gaussian noise of std `std` on its actions, each track's noise drawn from its
+    seed (the rounds of the iterative procedure collect with the last agent this way)."""
+
+    def __init__(self, policy, std):
+        self.policy, self.std = policy, std
+
+    def reset(self, seeds):
+        self.rngs = [np.random.default_rng([seed, 4]) for seed in seeds]
+        self.policy.reset(seeds)
+
+    def act(self, obs):
+        noise = np.stack([rng.standard_normal(ACTION_DIM) for rng in self.rngs])
+        actions = self.policy.act(obs) + self.std * noise
+        return np.clip(actions, ACTION_LOW, ACTION_HIGH).astype(np.float32)
+
+
+class Perturbed(Wrapper):
     """`policy` seeing perturbed frames: "colour", each track's grass and road in colours drawn
     from its seed as CarRacing's own `domain_randomize` draws them (each channel uniform in
     [0, 210]); or "bars", black bars on both sides."""
@@ -150,11 +182,6 @@ class Perturbed:
         rngs = [np.random.default_rng([seed, 3]) for seed in seeds]
         self.colours = np.array([rng.uniform(0, 210, (2, 3)) for rng in rngs]).round()  # (N, grass/road, 3)
         self.policy.reset(seeds)
-
-    def to(self, device):
-        """This perturbation of the policy moved to `device` (wm.executor ships CPU copies)."""
-        moved = self.policy.to(device) if hasattr(self.policy, "to") else self.policy
-        return self if moved is self.policy else Perturbed(moved, self.kind)
 
     def act(self, obs):
         if self.kind == "colour":

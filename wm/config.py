@@ -8,12 +8,13 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_type_hints
+from typing import get_args, get_origin, get_type_hints
 
 import yaml
 
 from wm.env import BACKENDS, SEED_BLOCK_SIZE
 from wm.errors import UserError
+from wm.paths import round_latents, round_models
 
 
 def _p(lo=None, hi=None, choices=None):
@@ -31,6 +32,7 @@ class EnvConfig:
 @dataclass(frozen=True)
 class PPOConfig:
     timesteps: int = _p(1)
+    backend: str = _p(choices=BACKENDS)
     n_envs: int = _p(1, 256)
     learning_rate: float = _p(1e-8, 1.0)
     n_steps: int = _p(8)
@@ -85,6 +87,7 @@ class MDNRNNConfig:
     grad_clip: float = _p(0.0, 1e6)
     val_fraction: float = _p(0.0, 0.9)
     buffer_episodes: int = _p(1, 1_000_000)
+    carry_state: bool = _p()
 
 
 @dataclass(frozen=True)
@@ -97,15 +100,31 @@ class ControllerConfig:
     sigma0: float = _p(1e-6, 100.0)
     dream_steps: int = _p(1, 100_000)
     dream_temperature: float = _p(0.01, 10.0)
+    dream_starts: str = _p(choices=("line", "along"))
     finalists: int = _p(0, 1000)
     select_tracks: int = _p(1, 100_000)
+    select_backend: str = _p(choices=BACKENDS)
+    watch_tracks: int = _p(0, 1000)
     workers: int = _p(1, 256)
+
+
+EVALUATE_POLICIES = (  # the rows of metrics/eval.json (stages/evaluate.py)
+    "controller",
+    "controller_z",
+    "controller_colour",
+    "controller_bars",
+    "ppo",
+    "ppo_baseline",
+    "random",
+    "controller_envpool",
+)
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     episodes: int = _p(1, 100_000)
     workers: int = _p(1, 256)
+    policies: list[str] = _p(choices=EVALUATE_POLICIES)
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,22 @@ class DreamConfig:
     start_step: int = _p(0, 100_000)
     steps: int = _p(1, 100_000)
     temperature: float = _p(0.01, 10.0)
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    models: str = _p()  # where the models the round starts from are (wm.paths.round_models)
+    data: str = _p()  # and the latents it adds its new episodes to (wm.paths.round_latents)
+
+
+@dataclass(frozen=True)
+class IterateConfig:
+    episodes: int = _p(1, 1_000_000)
+    action_noise: float = _p(0.0, 2.0)
+    mdnrnn_epochs: int = _p(1, 100_000)
+    generations: int = _p(1, 1_000_000)
+    rounds: dict[str, RoundConfig] = _p()
+    agent: str = _p()
 
 
 @dataclass(frozen=True)
@@ -130,6 +165,7 @@ class Params:
     controller: ControllerConfig = _p()
     evaluate: EvaluateConfig = _p()
     dream: DreamConfig = _p()
+    iterate: IterateConfig = _p()
 
 
 def _build(cls, raw, where, source):
@@ -150,6 +186,25 @@ def _build(cls, raw, where, source):
         value, kind = raw[name], hints[name]
         if dataclasses.is_dataclass(kind):
             values[name] = _build(kind, value, key, source)
+            continue
+        if get_origin(kind) is list:
+            if not isinstance(value, list) or not value:
+                raise UserError(f"{source}: {key} must be a non-empty list, got {value!r}")
+            (item_kind,) = get_args(kind)
+            values[name] = [_check(key, item, item_kind, f.metadata, source) for item in value]
+            if len(set(value)) < len(value):
+                raise UserError(f"{source}: {key} lists an item twice: {value!r}")
+            continue
+        if get_origin(kind) is dict:
+            if not isinstance(value, dict):
+                raise UserError(f"{source}: {key} must be a mapping, got {value!r}")
+            key_kind, value_kind = get_args(kind)
+            for k in value:
+                if not isinstance(k, key_kind):
+                    raise UserError(
+                        f'{source}: {key}: key {k!r} must be quoted ("{k}"): DVC makes no stages of it'
+                    )
+            values[name] = {k: _build(value_kind, v, f"{key}.{k}", source) for k, v in value.items()}
             continue
         values[name] = _check(key, value, kind, f.metadata, source)
     return cls(**values)
@@ -186,10 +241,66 @@ def _cross_check(params, source):
             f"{source}: controller.generations * controller.rollouts + controller.select_tracks "
             f"must be <= {SEED_BLOCK_SIZE} (the controller's block of track seeds)"
         )
+    it = params.iterate
+    if params.collect.episodes + len(it.rounds) * it.episodes > SEED_BLOCK_SIZE:
+        raise UserError(
+            f"{source}: collect.episodes + iterate.episodes per round must be <= {SEED_BLOCK_SIZE} "
+            f"(the collect block of track seeds)"
+        )
+    if controller_tracks(params, len(it.rounds) + 1) > SEED_BLOCK_SIZE:
+        raise UserError(
+            f"{source}: iterate.generations * controller.rollouts + controller.select_tracks per "
+            f"round, after the controller stage's, must be <= {SEED_BLOCK_SIZE} (the controller's "
+            f"block of track seeds)"
+        )
+    _check_rounds(it, source)
     if params.mdnrnn.seq_len > params.env.max_steps:
         raise UserError(
             f"{source}: mdnrnn.seq_len ({params.mdnrnn.seq_len}) must be <= "
             f"env.max_steps ({params.env.max_steps})"
+        )
+
+
+def parse_round(args, params, usage):
+    """The round of the iterative procedure a stage's arguments name: none, 0 (the base stage);
+    "N", round N of iterate.rounds. Anything else is a UserError showing `usage`."""
+    if not args:
+        return 0
+    if len(args) == 1 and args[0] in params.iterate.rounds:
+        return int(args[0])
+    rounds = ", ".join(params.iterate.rounds) or "none in params.yaml"
+    raise UserError(f"usage: {usage} (N: a round of iterate.rounds: {rounds}), got {' '.join(args)}")
+
+
+def controller_tracks(params, round):
+    """The first track of the controller's seed block that round `round` uses (0 for the
+    controller stage, round 0): each round's generations, then its select tracks, after the
+    earlier rounds'."""
+    c, it = params.controller, params.iterate
+    if round == 0:
+        return 0
+    base = c.generations * c.rollouts + c.select_tracks
+    return base + (round - 1) * (it.generations * c.rollouts + c.select_tracks)
+
+
+def _check_rounds(iterate, source):
+    """iterate.rounds names rounds "1", "2", ... in order (quoted: DVC makes no stages of
+    int keys), each starting from the previous round's models and data (dvc.yaml reads them
+    there), and iterate.agent is the last round's models."""
+    for k, (name, start) in enumerate(iterate.rounds.items(), 1):
+        if name != str(k):
+            raise UserError(f'{source}: iterate.rounds: round {k} must be named "{k}", got {name!r}')
+        for key, path in (("models", round_models(k - 1)), ("data", round_latents(k - 1))):
+            if getattr(start, key) != str(path):
+                raise UserError(
+                    f"{source}: iterate.rounds.{name}.{key} must be {path} (round {k - 1}'s, which round "
+                    f"{k} starts from), got {getattr(start, key)!r}"
+                )
+    last = round_models(len(iterate.rounds))
+    if iterate.agent != str(last):
+        raise UserError(
+            f"{source}: iterate.agent must be {last} (the last round's models, which evaluate and "
+            f"dream use), got {iterate.agent!r}"
         )
 
 

@@ -70,12 +70,40 @@ def sequence_batches(files, z_dim, seq_len, batch_size, buffer_episodes, rng, sh
             yield {key: value[order[start : start + batch_size]] for key, value in sequences.items()}
 
 
-def make_sequences(latents, seq_len, rng, sample=True):
+def episode_chunks(files, z_dim, seq_len, batch_size, buffer_episodes, rng, shuffle=True):
+    """Batches of whole episodes cut, in order, into chunks of at most `seq_len` steps, for an
+    MDN-RNN that carries its LSTM state from one chunk to the next (truncated backpropagation
+    through time), so it learns the states of a whole episode, not only of its first `seq_len`
+    steps. Yields (chunk, first): chunk a dict of arrays as make_sequences' (for up to
+    `batch_size` episodes, padded and masked to the longest), first True where the episodes
+    start (the state resets there). z is re-sampled from (mu, logvar) with `rng`; when shuffled
+    the first chunk has a random length in [1, seq_len], so chunk boundaries move between epochs."""
+    load = lambda path: load_latents(path, z_dim)  # noqa: E731
+    for group in stream_groups(files, load, buffer_episodes, rng if shuffle else None):
+        order = rng.permutation(len(group)) if shuffle else np.arange(len(group))
+        for start in range(0, len(group), batch_size):
+            episodes = pad_episodes([group[i] for i in order[start : start + batch_size]], rng)
+            steps = episodes["action"].shape[1]
+            head = int(rng.integers(1, seq_len + 1)) if shuffle else seq_len
+            bounds = [0, *range(head, steps, seq_len), steps]
+            for a, b in zip(bounds, bounds[1:]):
+                chunk = {key: value[:, a:b] for key, value in episodes.items() if key != "z"}
+                yield {"z": episodes["z"][:, a : b + 1], **chunk}, a == 0
+
+
+def pad_episodes(latents, rng):
+    """Whole latent episodes, z drawn from N(mu, exp(logvar)) with `rng`, padded to the longest:
+    a dict of arrays as make_sequences' with L the longest episode's steps."""
+    return make_sequences(latents, max(len(e.action) for e in latents), rng, whole=True)
+
+
+def make_sequences(latents, seq_len, rng, sample=True, whole=False):
     """Cut episodes into fixed-length training sequences for the MDN-RNN.
 
     Each episode's z is drawn from N(mu, exp(logvar)) (fresh each call when `sample`, else mu),
     then cut into windows of `seq_len` steps from a random offset (the steps before it wait for
-    another call); the last, shorter window is padded and masked. Returns a dict of arrays:
+    another call; from step 0 if `whole`); the last, shorter window is padded and masked.
+    Returns a dict of arrays:
         z (N, L+1, Z), action (N, L, 3), reward (N, L), done (N, L), mask (N, L) bool.
     """
     z_dim = latents[0].mu.shape[1]
@@ -86,7 +114,7 @@ def make_sequences(latents, seq_len, rng, sample=True):
             z = z + np.exp(0.5 * episode.logvar) * rng.standard_normal(z.shape, dtype=np.float32)
         steps = len(episode.action)
         # a random offset per call, so that every step is seen at every window position over epochs
-        offset = int(rng.integers(0, seq_len)) if steps > seq_len else 0
+        offset = int(rng.integers(0, seq_len)) if steps > seq_len and not whole else 0
         for start in range(offset, steps, seq_len):
             end = min(start + seq_len, steps)
             windows.append(

@@ -23,6 +23,7 @@ SEED_BLOCKS = {
     "controller": 2_000_000,
     "ppo": 3_000_000,
     "dream": 4_000_000,
+    "validate": 5_000_000,  # for trying levers (tools.quick_eval): the test block stays unseen
     "test": 9_000_000,
 }
 SEED_BLOCK_SIZE = 1_000_000

@@ -1,8 +1,8 @@
 """CMA-ES (pycma) over the controller's flat parameter vector.
 
 Candidates are scored in the real env (the paper's way) or inside the MDN-RNN's dream (batched,
-thousands of rollouts per second); either way the finalists are then checked on real tracks
-and the best of them is kept.
+thousands of rollouts per second); the stage then scores the finalists once more, the same way
+on other tracks or dreams, and keeps the best (stages/controller.py).
 """
 
 import hashlib
@@ -26,13 +26,15 @@ class RealScore:
     """Each generation, every candidate drives the same `rollouts` tracks of the controller's seed
     block (common random numbers, so candidates are compared on equal terms); the world-model
     `agent` drives all of the generation's episodes through `executor` (wm.executor),
-    `batch_size` at a time, each with its own candidate's controller. Fitness: the mean return."""
+    `batch_size` at a time, each with its own candidate's controller. Fitness: the mean return.
+    Generation g drives the block's tracks from `first_track` + g * `rollouts` on."""
 
-    def __init__(self, executor, agent, *, batch_size, rollouts):
+    def __init__(self, executor, agent, *, batch_size, rollouts, first_track=0):
         self.executor, self.agent, self.batch_size, self.rollouts = executor, agent, batch_size, rollouts
+        self.first_track = first_track  # of the block: later rounds of the iterative procedure drive new ones
 
     def __call__(self, generation, candidates):
-        seeds = track_seeds("controller", self.rollouts, start=generation * self.rollouts)
+        seeds = track_seeds("controller", self.rollouts, start=self.first_track + generation * self.rollouts)
         return mean_returns(
             self.executor,
             self.agent,
@@ -45,8 +47,9 @@ class RealScore:
 
 class DreamScore:
     """Each generation, every candidate drives `rollouts` dreams of `steps` steps from the same
-    start latents (drawn from `starts` (M, Z), real latents after the zoom-in), sampled at
-    temperature `tau`. Fitness: the mean predicted return."""
+    starts (drawn from `starts`, wm.dream.dream_starts' (z0, state): real latents after the
+    zoom-in and the LSTM state there or None), sampled at temperature `tau`. Fitness: the mean
+    predicted return."""
 
     def __init__(self, mdnrnn, controller, starts, *, rollouts, steps, tau, seed):
         self.mdnrnn, self.controller, self.starts = mdnrnn, controller, starts
@@ -55,17 +58,20 @@ class DreamScore:
     def __call__(self, generation, candidates):
         device = next(self.mdnrnn.parameters()).device
         generator = torch.Generator(device).manual_seed(self.seed * 1_000_003 + generation)
-        pick = torch.randint(len(self.starts), (self.rollouts,), generator=generator, device=device)
-        z0 = self.starts.to(device)[pick]
+        z0, state = self.starts
+        pick = torch.randint(len(z0), (self.rollouts,), generator=generator, device=device)
+        # common starts: candidate i's rollouts are rows i*R..(i+1)*R
+        common = lambda x: x.to(device)[pick].repeat(len(candidates), 1)  # noqa: E731
         params = np.repeat(np.asarray(candidates, np.float32), self.rollouts, axis=0)
         returns = dream_returns(
             self.mdnrnn,
             self.controller,
             params,
-            z0.repeat(len(candidates), 1),  # common starts: candidate i's rollouts are rows i*R..(i+1)*R
+            common(z0),
             steps=self.steps,
             tau=self.tau,
             generator=generator,
+            state=None if state is None else tuple(common(x) for x in state),
         )
         return returns.numpy().reshape(len(candidates), self.rollouts).mean(1)
 
@@ -88,26 +94,33 @@ class Progress:
 
     def __init__(self, path, key):
         self.path, self.key = path, key
-        self.fitness, self.digests = [], []  # per generation: (population,) float64, md5 of its candidates
+        # per generation: (population,) float64, md5 of its candidates, the watched real return (or nan)
+        self.fitness, self.digests, self.watched = [], [], []
         if path is not None and path.exists():
             try:
                 with np.load(path, allow_pickle=False) as saved:
-                    if str(saved["key"]) == key:
-                        self.fitness = list(saved["fitness"])
-                        self.digests = [str(d) for d in saved["digests"]]
+                    if str(saved["key"]) == key:  # all three or none
+                        fitness, digests = list(saved["fitness"]), [str(d) for d in saved["digests"]]
+                        self.watched = [float(w) for w in saved["watched"]]
+                        self.fitness, self.digests = fitness, digests
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:  # written atomically, so rare
                 tqdm.write(f"{path}: unreadable saved progress ({type(err).__name__}); starting over")
 
     def __len__(self):
         return len(self.fitness)
 
-    def add(self, candidates, fitness):
+    def add(self, candidates, fitness, watched=float("nan")):
         self.fitness.append(np.asarray(fitness, np.float64))
         self.digests.append(digest(candidates))
+        self.watched.append(float(watched))
         if self.path is not None:
             with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
                 np.savez(
-                    f, key=np.str_(self.key), fitness=np.stack(self.fitness), digests=np.array(self.digests)
+                    f,
+                    key=np.str_(self.key),
+                    fitness=np.stack(self.fitness),
+                    digests=np.array(self.digests),
+                    watched=np.array(self.watched),
                 )
 
 
@@ -115,15 +128,33 @@ def digest(candidates):
     return hashlib.md5(np.ascontiguousarray(candidates, np.float64).tobytes()).hexdigest()
 
 
-def evolve(score, n_params, *, population, generations, sigma0, seed, live, finalists, progress=None):
-    """Run CMA-ES from zero for `generations`, fitness `score(generation, candidates)`. Logs
-    best/mean/worst fitness per generation to `live`. With `progress` (a Progress), generations
-    it holds are replayed, not scored, and each new one is saved to it. Returns the finalists:
-    CMA-ES's final mean, then the `finalists` best candidates of any generation, best first, as
-    (n_params,) arrays, and the fitness of every candidate, (generations, population)."""
+def evolve(
+    score,
+    n_params,
+    *,
+    population,
+    generations,
+    sigma0,
+    seed,
+    live,
+    finalists,
+    progress=None,
+    watch=None,
+    x0=None,
+):
+    """Run CMA-ES from `x0` (default: zeros) for `generations`, fitness `score(generation,
+    candidates)`. Logs best/mean/worst fitness per generation to `live`. With `watch(candidate)
+    -> float`, each generation's best candidate is also scored by it and logged as `watch/real`
+    beside its fitness `watch/fitness` (a readout: CMA-ES never sees it). With `progress` (a
+    Progress), generations it holds are replayed, not scored, and each new one is saved to it.
+    Returns the finalists: CMA-ES's final mean, then the `finalists` best candidates of any
+    generation, best first, as (n_params,) arrays, and the fitness of every candidate,
+    (generations, population)."""
     progress = progress if progress is not None else Progress(None, "")
     es = cma.CMAEvolutionStrategy(
-        np.zeros(n_params), sigma0, {"popsize": population, "seed": seed + 1, "verbose": -9}
+        np.zeros(n_params) if x0 is None else np.asarray(x0, np.float64),
+        sigma0,
+        {"popsize": population, "seed": seed + 1, "verbose": -9},
     )
     if len(progress):
         tqdm.write(f"resuming CMA-ES after generation {len(progress)} of {generations} ({progress.path})")
@@ -136,12 +167,17 @@ def evolve(score, n_params, *, population, generations, sigma0, seed, live, fina
                     f"{progress.path}: generation {generation + 1} asks other candidates than "
                     f"the saved run did; delete the file to start over"
                 )
-            fitness = progress.fitness[generation]
+            fitness, watched = progress.fitness[generation], progress.watched[generation]
         else:
             fitness = np.asarray(score(generation, candidates), dtype=np.float64)
-            progress.add(candidates, fitness)
+            top = np.asarray(candidates[int(fitness.argmax())], np.float32)
+            watched = float(watch(top)) if watch is not None else float("nan")
+            progress.add(candidates, fitness, watched)
         es.tell(candidates, (-fitness).tolist())
         best.append((float(fitness.max()), np.asarray(candidates[int(fitness.argmax())], np.float32)))
+        if watch is not None:
+            live.log_metric("watch/fitness", float(fitness.max()))
+            live.log_metric("watch/real", watched)
         live.log_metric("generation/best", float(fitness.max()))
         live.log_metric("generation/mean", float(fitness.mean()))
         live.log_metric("generation/worst", float(fitness.min()))

@@ -11,6 +11,9 @@ its policy is reset for its tracks, its envs are seeded by them. So where a batc
 change what it gives, and the Ray executor puts the batches back in order.
 
 - `LocalExecutor`: one vector env in this process, the batches one after another.
+- `ProcessExecutor`: `workers` processes of this machine, each a DriveActor of one CPU (a vector
+  env of one thread or worker process, one torch thread): while one's envs step, another's
+  policy acts, which one process alternating the two cannot do.
 - `RayExecutor`: actors each holding a vector env; a policy goes to the cluster once
   (`ray.put`), each actor unpickles it once, and each task is one batch: (its first episode's
   index, its seeds, its controllers), answered with its Rollouts (and, for collect, the episode
@@ -20,16 +23,21 @@ change what it gives, and the Ray executor puts the batches back in order.
 Chosen by the environment, not by params (where a stage runs does not change what it makes,
 so `dvc status` does not move when a user goes to a cluster):
 
-    WM_EXECUTOR=ray        use Ray (default: local)
+    WM_EXECUTOR=processes  use worker processes of this machine (default: local)
+    WM_EXECUTOR=ray        use Ray
     RAY_ADDRESS=host:port  the cluster (Ray's own variable; unset: a Ray instance on this machine)
     WM_RAY_ACTORS=N        actors (default: the cluster's CPUs / WM_RAY_ACTOR_CPUS)
     WM_RAY_ACTOR_CPUS=C    CPUs per actor (default 1): its env threads or worker processes, and
                            its torch threads, min(C, the `threads` param)
 """
 
+import contextlib
+import multiprocessing
 import os
+import pickle
 import socket
 import sys
+from multiprocessing.connection import wait
 from typing import NamedTuple
 
 import numpy as np
@@ -37,9 +45,9 @@ from tqdm import tqdm
 
 from wm.errors import UserError
 from wm.rollout import collect, drive, to_episode
-from wm.vector_env import make_vector_env
+from wm.vector_env import Closing, make_vector_env, worker_messages
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "processes", "ray")
 REACH_SECONDS = 10  # to reach RAY_ADDRESS before giving up
 ACTOR_START_SECONDS = 180  # for every actor to be up (imports, envs) before giving up
 TASK_RETRIES = 3  # a batch whose actor died is rerun on its restarted actor this many times
@@ -96,6 +104,8 @@ def make_executor(backend, max_steps, workers, threads):
     kind = os.environ.get("WM_EXECUTOR", "local")
     if kind == "local":
         return LocalExecutor(backend, max_steps, workers)
+    if kind == "processes":
+        return ProcessExecutor(backend, max_steps, processes=workers, threads=threads)
     if kind == "ray":
         return RayExecutor(
             backend,
@@ -116,15 +126,7 @@ def _positive(name, default):
     return int(value)
 
 
-class _Closing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class LocalExecutor(_Closing):
+class LocalExecutor(Closing):
     """The batches one after another through one vector env in this process."""
 
     def __init__(self, backend, max_steps, workers):
@@ -179,6 +181,126 @@ class DriveActor:
         return ray.get_runtime_context().get_node_id()
 
 
+class _Dispatching(Closing):
+    """Batches to workers: each batch to whichever worker is free, the results in batch order.
+    A subclass ships a policy once (`_ship(policy)` -> its key), starts a batch on a worker
+    (`_submit`), waits for any started batch (`_wait_any(handles)` -> a finished one) and takes
+    its result (`_result(handle)` -> (rollouts, files), or a UserError)."""
+
+    def _run(self, policy, work, record, desc, on_result):
+        """Run every batch of `work`, the next one to whichever worker is free; call
+        `on_result(batch, rollouts, files)` in batch order. Returns the Rollouts in seed order."""
+        key = self._ship(policy)
+        done, waiting, pending = {}, list(range(len(work))), {}
+        idle = list(self.workers)
+        results, next_out = [], 0
+        with tqdm(total=sum(len(b.seeds) for b in work), desc=desc, unit="ep", disable=desc is None) as bar:
+            while next_out < len(work):
+                while idle and waiting:
+                    index, worker = waiting.pop(0), idle.pop(0)
+                    pending[self._submit(worker, key, work[index], record)] = (index, worker)
+                handle = self._wait_any(list(pending))
+                index, worker = pending.pop(handle)
+                idle.append(worker)
+                done[index] = self._result(handle, f"batch {index + 1} of {len(work)}")
+                bar.update(len(work[index].seeds))
+                while next_out in done:  # in order, whatever order the batches finished in
+                    rollouts, files = done.pop(next_out)
+                    if on_result is not None:
+                        on_result(work[next_out], rollouts, files)
+                    results += rollouts
+                    next_out += 1
+        return results
+
+    def drive(self, policy, seeds, batch_size, *, controllers=None, desc=None):
+        return self._run(policy, batches(seeds, batch_size, controllers), False, desc, None)
+
+    def collect(self, policy, seeds, batch_size, *, out_dir, desc=None):
+        from wm.episodes import episode_name, write_file
+
+        def write(batch, rollouts, files):
+            for i, data in enumerate(files):
+                write_file(out_dir / episode_name(batch.start + i), data)
+
+        return self._run(policy, batches(seeds, batch_size), True, desc, write)
+
+
+def _cpu_copy(policy):
+    """Workers have CPUs only: a policy with models on a device (one with `to`, as
+    wm.world_model's agent) goes as a CPU copy."""
+    return policy.to("cpu") if hasattr(policy, "to") else policy
+
+
+def _process_worker(connection, backend, max_steps, threads):
+    """A ProcessExecutor's worker: a DriveActor of one CPU answering ("policy", key, pickled)
+    and ("run", key, batch, record) until "close" or until the parent is gone."""
+    messages = worker_messages(connection)
+    actor = DriveActor(backend, max_steps, 1, threads)
+    for message in messages:
+        if message[0] == "policy":
+            actor.policies[message[1]] = pickle.loads(message[2])
+            continue
+        _, key, batch, record = message
+        try:
+            connection.send(("done", actor.run(key, None, batch, record)))
+        except Exception as err:  # the parent says it, naming the batch
+            connection.send(("error", f"{type(err).__name__}: {err}"))
+    actor.venv.close()
+
+
+class ProcessExecutor(_Dispatching):
+    """The batches on `processes` worker processes of this machine (each a DriveActor of one
+    CPU), each batch to the next idle one, the results put back in seed order; a policy is
+    pickled once and sent to each worker once."""
+
+    def __init__(self, backend, max_steps, *, processes, threads):
+        context = multiprocessing.get_context("spawn")
+        self.workers, self.processes, self.sent = [], [], set()
+        for _ in range(max(1, processes)):
+            ours, theirs = context.Pipe()
+            # not a daemon, so that it may start the gymnasium env's own workers; it dies with
+            # this process all the same (die_with_parent), and close() ends it
+            process = context.Process(target=_process_worker, args=(theirs, backend, max_steps, threads))
+            process.start()
+            self.workers.append(ours)
+            self.processes.append(process)
+        # id(policy) -> (policy, its pickle); the policy is kept, so that its id stays its own
+        self.shipped = {}
+
+    def _ship(self, policy):
+        if id(policy) not in self.shipped:
+            self.shipped[id(policy)] = (policy, pickle.dumps(_cpu_copy(policy)))
+        return id(policy)
+
+    def _submit(self, worker, key, batch, record):
+        if (worker, key) not in self.sent:
+            worker.send(("policy", key, self.shipped[key][1]))
+            self.sent.add((worker, key))
+        worker.send(("run", key, batch, record))
+        return worker
+
+    def _wait_any(self, handles):
+        return wait(handles)[0]
+
+    def _result(self, handle, what):
+        try:
+            status, result = handle.recv()
+        except (EOFError, ConnectionError):
+            raise UserError(
+                f"a drive worker process died during {what} (its error is printed above)"
+            ) from None
+        if status == "error":
+            raise UserError(f"a drive worker process failed {what}: {result}")
+        return result
+
+    def close(self):
+        for worker, process in zip(self.workers, self.processes):
+            with contextlib.suppress(OSError):  # a worker that already died needs no goodbye
+                worker.send("close")
+            process.join(timeout=10)
+        self.workers, self.processes = [], []
+
+
 def connect_ray():
     """Connect to the cluster at RAY_ADDRESS (or start Ray on this machine), once per process;
     the actors get this process's kernel pins (wm.compute) and the `wm` package it runs."""
@@ -224,7 +346,7 @@ def _check_reachable(address, timeout=REACH_SECONDS):
         ) from None
 
 
-class RayExecutor(_Closing):
+class RayExecutor(_Dispatching):
     """The batches on Ray actors, each batch sent to the next idle actor, the results put back in
     seed order."""
 
@@ -234,9 +356,9 @@ class RayExecutor(_Closing):
         if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // actor_cpus)
         remote = ray.remote(num_cpus=actor_cpus, max_restarts=-1, max_task_retries=TASK_RETRIES)(DriveActor)
-        self.actors = [remote.remote(backend, max_steps, actor_cpus, threads) for _ in range(actors)]
+        self.workers = [remote.remote(backend, max_steps, actor_cpus, threads) for _ in range(actors)]
         try:  # wait for every actor to be up, so that one that cannot start says so here
-            nodes = ray.get([actor.node.remote() for actor in self.actors], timeout=ACTOR_START_SECONDS)
+            nodes = ray.get([actor.node.remote() for actor in self.workers], timeout=ACTOR_START_SECONDS)
         except ray.exceptions.GetTimeoutError:
             self.close()
             raise UserError(
@@ -256,58 +378,25 @@ class RayExecutor(_Closing):
 
     def _ship(self, policy):
         if id(policy) not in self.shipped:
-            # actors ask Ray for CPUs only: a policy with models on a device (one with `to`, as
-            # wm.world_model's agent) goes as a CPU copy
-            sent = policy.to("cpu") if hasattr(policy, "to") else policy
-            self.shipped[id(policy)] = (policy, [self.ray.put(sent)])
-        return id(policy), self.shipped[id(policy)][1]
+            self.shipped[id(policy)] = (policy, [self.ray.put(_cpu_copy(policy))])
+        return id(policy)
 
-    def _run(self, policy, work, record, desc, on_result):
-        """Run every batch of `work`, the next one to whichever actor is free; call
-        `on_result(batch, rollouts, files)` in batch order. Returns the Rollouts in seed order."""
-        key, shipped = self._ship(policy)
-        done, waiting, pending = {}, list(range(len(work))), {}
-        idle = list(self.actors)
-        results, next_out = [], 0
-        with tqdm(total=sum(len(b.seeds) for b in work), desc=desc, unit="ep", disable=desc is None) as bar:
-            while next_out < len(work):
-                while idle and waiting:
-                    index, actor = waiting.pop(0), idle.pop(0)
-                    pending[actor.run.remote(key, shipped, work[index], record)] = (index, actor)
-                ready, _ = self.ray.wait(list(pending), num_returns=1)
-                index, actor = pending.pop(ready[0])
-                idle.append(actor)
-                try:
-                    done[index] = self.ray.get(ready[0])
-                except self.ray.exceptions.RayError as err:
-                    raise UserError(
-                        f"Ray: batch {index + 1} of {len(work)} failed ({_first_line(err)})"
-                    ) from None
-                bar.update(len(work[index].seeds))
-                while next_out in done:  # in order, whatever order the batches finished in
-                    rollouts, files = done.pop(next_out)
-                    if on_result is not None:
-                        on_result(work[next_out], rollouts, files)
-                    results += rollouts
-                    next_out += 1
-        return results
+    def _submit(self, worker, key, batch, record):
+        return worker.run.remote(key, self.shipped[key][1], batch, record)
 
-    def drive(self, policy, seeds, batch_size, *, controllers=None, desc=None):
-        return self._run(policy, batches(seeds, batch_size, controllers), False, desc, None)
+    def _wait_any(self, handles):
+        return self.ray.wait(handles, num_returns=1)[0][0]
 
-    def collect(self, policy, seeds, batch_size, *, out_dir, desc=None):
-        from wm.episodes import episode_name, write_file
-
-        def write(batch, rollouts, files):
-            for i, data in enumerate(files):
-                write_file(out_dir / episode_name(batch.start + i), data)
-
-        return self._run(policy, batches(seeds, batch_size), True, desc, write)
+    def _result(self, handle, what):
+        try:
+            return self.ray.get(handle)
+        except self.ray.exceptions.RayError as err:
+            raise UserError(f"Ray: {what} failed ({_first_line(err)})") from None
 
     def close(self):
-        for actor in self.actors:
+        for actor in self.workers:
             self.ray.kill(actor)
-        self.actors = []
+        self.workers = []
 
 
 def _first_line(err):

@@ -126,18 +126,28 @@ def fingerprint(value, files=()):
     return md5.hexdigest()
 
 
+def run_fingerprint(stage_file, value, inputs=()):
+    """The fingerprint of a stage's run: its `value` (the params it reads), its `inputs` and its
+    code, the stage's own file and every module of wm/, so saved progress is trusted only by a run
+    of the same params, inputs and code."""
+    code = [Path("stages") / Path(stage_file).name, *sorted(Path("wm").glob("*.py"))]
+    return fingerprint(value, [*inputs, *code])
+
+
 def resolve_device(name):
-    """Map the `device` param to a torch device: auto picks cuda, then mps, then cpu."""
+    """Map the `device` param to a torch device: auto picks cuda, then mps, then cpu. A device
+    this machine does not have is one line naming it (the params stage asks first, before DVC
+    deletes anything)."""
     import torch
 
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("params.yaml: device is cuda but no CUDA device is available")
+        return torch.device(next(device for device, there in available.items() if there))
+    if not available.get(name, False):
+        raise UserError(
+            f"params.yaml: device is {name} but this machine has no {name.upper()} device "
+            f"(it has: {', '.join(d for d, there in available.items() if there)}; device: auto picks one)"
+        )
     return torch.device(name)
 
 
@@ -189,12 +199,20 @@ def atomic_dir(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    tmp.mkdir()
-    try:
+    with scratch_dir(path) as tmp:
         yield tmp
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def scratch_dir(path):
+    """Yield a fresh temporary directory named for `path` (`_temporary`), removed after the block
+    (or, if the process is killed, by the next one named for `path`)."""
+    tmp = _temporary(Path(path))
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -16,6 +16,24 @@ CONTROLLERS = {"zh": CONTROLLER, "z": CONTROLLER_Z}  # by the controller's input
 EVAL_VIDEO = Path("metrics/eval_drive.mp4")
 DREAM_VIDEO = Path("metrics/dream.mp4")
 
+
+def round_models(n):
+    """The models of round n of the iterative procedure (params iterate.rounds): its mdnrnn.pt and
+    controller.pt (the VAE stays models/vae.pt). Round 0 is the controller stage's: models/."""
+    return Path("models") if n == 0 else Path(f"models/rounds/{n}")
+
+
+def round_latents(n):
+    """The latent episodes round n trains on: the encode stage's, then each round's new episodes
+    added to the previous round's."""
+    return LATENTS if n == 0 else Path(f"data/rounds/{n}")
+
+
+def round_metrics(n):
+    """Round n's metrics directory: collect.json, mdnrnn/, controller/."""
+    return Path(f"metrics/rounds/{n}")
+
+
 # metrics (in git): dvclive directories and JSON files
 PPO_METRICS = Path("metrics/ppo")
 PPO_BASELINE_METRICS = Path("metrics/ppo_baseline")

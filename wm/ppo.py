@@ -25,10 +25,10 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecTransposeImage
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecTransposeImage
 from tqdm import tqdm
 
-from wm.env import ENV_ID, track_seeds
+from wm.env import ACTION_HIGH, ACTION_LOW, ENV_FRAME_SHAPE, ENV_ID, track_seeds
 from wm.errors import UserError
 from wm.io import atomic_path, load_checkpoint, save_checkpoint
 
@@ -71,6 +71,89 @@ class Replayable(gym.Wrapper):
         for action in state["actions"].numpy():
             observation, *_ = self.step(action)
         return observation
+
+
+class EnvpoolVecEnv(VecEnv):
+    """envpool's C++ port of CarRacing-v3 as a Stable-Baselines3 VecEnv, with SB3's semantics:
+    an ended episode's env is reset within the same step (envpool would do it at the next one),
+    its last frame in `info["terminal_observation"]` and its return and length in
+    `info["episode"]`, as SB3's Monitor gives them. Env i drives seeds seed + i, ..., from its
+    own generator (as make_vec_env seeds its envs). Every action is kept: envpool cannot save an
+    env's state, so a resumed run makes it again by replaying them all (`replay`)."""
+
+    def __init__(self, n_envs, seed, max_steps, threads):
+        import envpool
+
+        self.env = envpool.make_gymnasium(
+            ENV_ID,
+            num_envs=n_envs,
+            batch_size=n_envs,
+            num_threads=max(1, min(threads, n_envs)),
+            seed=[seed + i for i in range(n_envs)],
+            max_episode_steps=max_steps,
+        )
+        self.render_mode = None  # frames come from the observations
+        observation_space = spaces.Box(0, 255, ENV_FRAME_SHAPE, np.uint8)  # gymnasium's CarRacing-v3 spaces
+        action_space = spaces.Box(np.float32(ACTION_LOW), np.float32(ACTION_HIGH), dtype=np.float32)
+        super().__init__(n_envs, observation_space, action_space)
+        self.history, self.returns, self.lengths = [], np.zeros(n_envs), np.zeros(n_envs, np.int64)
+
+    def reset(self):
+        self.returns[:], self.lengths[:] = 0.0, 0
+        return self.env.reset()[0]
+
+    def step_async(self, actions):
+        self.actions = np.asarray(actions, np.float32)
+
+    def step_wait(self):
+        self.history.append(self.actions.copy())
+        obs, reward, terminated, truncated, _ = self.env.step(self.actions)
+        reward = reward.astype(np.float32)
+        dones = terminated | truncated
+        self.returns += reward
+        self.lengths += 1
+        infos = [{} for _ in range(self.num_envs)]
+        ended = np.flatnonzero(dones)
+        for i in ended:
+            infos[i] = {
+                "terminal_observation": obs[i].copy(),
+                "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
+                "episode": {"r": round(float(self.returns[i]), 6), "l": int(self.lengths[i]), "t": 0.0},
+            }
+        if len(ended):
+            obs[ended] = self.env.reset(ended.astype(np.int32))[0]
+            self.returns[ended], self.lengths[ended] = 0.0, 0
+        return obs, reward, dones, infos
+
+    def replay(self, actions):
+        """Reset, then step every action of `actions` (T, n_envs, 3) as the run did; returns the
+        last observation and which envs start an episode with it."""
+        obs, dones = self.reset(), np.ones(self.num_envs, dtype=bool)
+        self.history = []
+        for step in actions:
+            self.step_async(step)
+            obs, _, dones, _ = self.step_wait()
+        return obs, dones
+
+    def close(self):
+        self.env.close()
+
+    def get_attr(self, attr_name, indices=None):
+        return [getattr(self, attr_name)] * len(self._indices(indices))
+
+    def set_attr(self, attr_name, value, indices=None):
+        raise NotImplementedError("EnvpoolVecEnv has no per-env attributes to set")
+
+    def env_method(self, method_name, *args, indices=None, **kwargs):
+        raise NotImplementedError("EnvpoolVecEnv has no per-env methods")
+
+    def env_is_wrapped(self, wrapper_class, indices=None):
+        return [False] * len(self._indices(indices))
+
+    def _indices(self, indices):
+        if indices is None:
+            return range(self.num_envs)
+        return [indices] if isinstance(indices, int) else indices
 
 
 class LiveCallback(BaseCallback):
@@ -166,7 +249,7 @@ def run_state(model, eval_callback, keep_best, live_callback):
         "num_timesteps": model.num_timesteps,
         "policy": model.policy.state_dict(),
         "optimizer": model.policy.optimizer.state_dict(),
-        "envs": model.env.env_method("replay_state"),
+        "envs": env_state(model.env.venv),
         "eval_env": eval_callback.eval_env.env_method("replay_state")[0],
         "eval": {
             "n_calls": eval_callback.n_calls,
@@ -184,6 +267,24 @@ def run_state(model, eval_callback, keep_best, live_callback):
     }
 
 
+def env_state(venv):
+    """What makes the training envs' state again: every action (envpool), or each env's episode
+    start and its actions since (gymnasium, wrapped in Replayable)."""
+    if isinstance(venv, EnvpoolVecEnv):
+        return {"actions": torch.from_numpy(np.array(venv.history, np.float32))}
+    return {"episodes": venv.env_method("replay_state")}
+
+
+def restore_envs(venv, state):
+    """Make the state `env_state` saved; returns (observations, which envs start an episode)."""
+    if isinstance(venv, EnvpoolVecEnv):
+        return venv.replay(state["actions"].numpy())
+    venv.reset()  # first: it takes the seeds the envs were made with, which the run used long ago
+    episodes = state["episodes"]
+    observations = [venv.env_method("restore", saved, indices=[i])[0] for i, saved in enumerate(episodes)]
+    return np.stack(observations), np.array([len(saved["actions"]) == 0 for saved in episodes])
+
+
 def restore_run(state, model, eval_callback, keep_best):
     """Put `model`, its envs, the evaluation and the random generators back as `state` has them."""
     model.policy.load_state_dict(state["policy"])
@@ -191,13 +292,9 @@ def restore_run(state, model, eval_callback, keep_best):
     model.num_timesteps = state["num_timesteps"]
     model.ep_info_buffer = deque(state["episodes"], maxlen=model._stats_window_size)
     model.ep_success_buffer = deque(maxlen=model._stats_window_size)
-    # reset first: it takes the seeds the envs were made with, which the run used long ago
-    model.env.reset()
-    observations = [
-        model.env.env_method("restore", saved, indices=[i])[0] for i, saved in enumerate(state["envs"])
-    ]
-    model._last_obs = model.env.transpose_observations(np.stack(observations))
-    model._last_episode_starts = np.array([len(saved["actions"]) == 0 for saved in state["envs"]])
+    observations, starts = restore_envs(model.env.venv, state["envs"])
+    model._last_obs = model.env.transpose_observations(observations)
+    model._last_episode_starts = starts
     if state["eval_env"] is not None:
         eval_callback.eval_env.reset()
         eval_callback.eval_env.env_method("restore", state["eval_env"])
@@ -249,21 +346,24 @@ def load_ppo(path):
     return policy.eval()
 
 
-def train_ppo(cfg, max_steps, seed, device, out, live, *, saved=None):
-    """Train PPO with the hyperparameters of `cfg` (a PPOConfig) and save the policy of its best
-    evaluation (the last policy if no evaluation ran) as a checkpoint at `out`. Returns the best
-    evaluation mean reward. With `saved` (a SavedRun), the run's state is saved at the start of
-    every rollout, and a run it holds is resumed."""
-    vec_env_cls = SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv
+def train_ppo(cfg, max_steps, seed, device, out, live, *, threads=1, saved=None):
+    """Train PPO with the hyperparameters of `cfg` (a PPOConfig) on `cfg.backend` (envpool: with
+    `threads` threads) and save the policy of its best evaluation (the last policy if no
+    evaluation ran) as a checkpoint at `out`; the evaluations drive gymnasium, the reference.
+    Returns the best evaluation mean reward. With `saved` (a SavedRun), the run's state is saved
+    at the start of every rollout, and a run it holds is resumed."""
     env_kwargs = {"max_episode_steps": max_steps}
-    env = make_vec_env(
-        ENV_ID,
-        n_envs=cfg.n_envs,
-        seed=seed,
-        vec_env_cls=vec_env_cls,
-        env_kwargs=env_kwargs,
-        wrapper_class=Replayable,
-    )
+    if cfg.backend == "envpool":
+        env = EnvpoolVecEnv(cfg.n_envs, seed, max_steps, threads)
+    else:
+        env = make_vec_env(
+            ENV_ID,
+            n_envs=cfg.n_envs,
+            seed=seed,
+            vec_env_cls=SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv,
+            env_kwargs=env_kwargs,
+            wrapper_class=Replayable,
+        )
     # the same wrapping as PPO gives the training env (channels first), so evaluation sees alike
     eval_env = VecTransposeImage(
         make_vec_env(

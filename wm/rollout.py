@@ -32,14 +32,26 @@ class Rollout:
 
 
 def drive(
-    venv, policy, seeds, batch_size, *, record=False, render=False, stop=None, on_result=None, desc=None
+    venv,
+    policy,
+    seeds,
+    batch_size,
+    *,
+    record=False,
+    render=False,
+    stop=None,
+    on_step=None,
+    on_result=None,
+    desc=None,
 ):
     """One episode per seed, `batch_size` tracks at a time through the vector env `venv`.
 
     The batches are driven in seed order, each after one `policy.reset(batch_seeds)`. With
     `record`, each Rollout keeps its 64x64 frames, actions and rewards; with `render`, the
-    frames of `venv.render()` (a wm.vector_env.SingleEnv). `stop()`, if given, is asked after
-    every step and ends the batch's episodes early when True. `on_result(index, rollout)` is
+    frames of `venv.render()` (a wm.vector_env.SingleEnv). `on_step(obs)`, if given, sees the
+    batch's (N, 96, 96, 3) observations after the reset and after every step (and can read the
+    env's state then); `stop()`, if given, is asked after every step and ends the batch's
+    episodes early when True. `on_result(index, rollout)` is
     called as each batch finishes, after which recorded data is dropped, so a caller can write
     episodes out instead of holding them all. A progress bar shows when `desc` is given.
     Returns the Rollouts in seed order.
@@ -48,7 +60,7 @@ def drive(
     with tqdm(total=len(seeds), desc=desc, unit="ep", disable=desc is None) as bar:
         for start in range(0, len(seeds), batch_size):
             rollouts = _drive_batch(
-                venv, policy, list(seeds[start : start + batch_size]), record, render, stop
+                venv, policy, list(seeds[start : start + batch_size]), record, render, stop, on_step
             )
             for i, rollout in enumerate(rollouts):
                 if on_result is not None:
@@ -60,11 +72,13 @@ def drive(
     return results
 
 
-def _drive_batch(venv, policy, seeds, record, render, stop):
+def _drive_batch(venv, policy, seeds, record, render, stop, on_step):
     """Drive every track of `seeds` to the end of its episode, all in lockstep; an env's results
     after its episode ended are ignored (see wm.vector_env)."""
     obs = venv.reset(seeds)  # (N, 96, 96, 3) uint8
     policy.reset(seeds)
+    if on_step is not None:
+        on_step(obs)
     rollouts = [Rollout(seed=seed) for seed in seeds]
     running = np.ones(len(seeds), dtype=bool)
     if record:
@@ -76,6 +90,8 @@ def _drive_batch(venv, policy, seeds, record, render, stop):
     while running.any():
         actions = policy.act(obs)  # (N, 3)
         obs, reward, terminated, truncated = venv.step(actions)
+        if on_step is not None:
+            on_step(obs)
         renders = venv.render() if render else None
         for i in np.flatnonzero(running):
             rollout = rollouts[i]

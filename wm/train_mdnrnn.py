@@ -1,11 +1,12 @@
 """The MDN-RNN's training loop: stream shuffled sequence batches (z re-sampled every epoch),
-forward, loss, step, log a line per epoch to dvclive."""
+forward, loss, step, log a line per epoch to dvclive. Sequences are independent windows, each
+from a zero LSTM state (the paper's), or whole episodes in chunks with the state carried over."""
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from wm.data import sequence_batches
+from wm.data import episode_chunks, sequence_batches
 from wm.mdnrnn import mdnrnn_loss
 
 LOSS_NAMES = ("loss", "nll", "reward_mse", "done_bce")  # wm.mdnrnn.Losses' fields as logged (total: loss)
@@ -13,6 +14,24 @@ LOSS_NAMES = ("loss", "nll", "reward_mse", "done_bce")  # wm.mdnrnn.Losses' fiel
 
 def _on(batch, device):
     return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
+
+
+def batches(files, z_dim, *, seq_len, batch_size, buffer_episodes, rng, carry_state, shuffle=True):
+    """(batch, first) pairs for the MDN-RNN: chunks of whole episodes (wm.data.episode_chunks) if
+    `carry_state`, else independent windows (wm.data.sequence_batches), each one `first`."""
+    if carry_state:
+        return episode_chunks(files, z_dim, seq_len, batch_size, buffer_episodes, rng, shuffle)
+    windows = sequence_batches(files, z_dim, seq_len, batch_size, buffer_episodes, rng, shuffle)
+    return ((batch, True) for batch in windows)
+
+
+def forward(mdnrnn, batch, first, state):
+    """The MDN-RNN on a batch from `batches`, from a zero state where `first`, else from `state`
+    (detached: gradients stop at the chunk's start). Returns (Losses, the new state)."""
+    z = batch["z"]  # (B, L+1, Z)
+    state = None if first else tuple(s.detach() for s in state)
+    prediction, state = mdnrnn(z[:, :-1], batch["action"], state)
+    return mdnrnn_loss(prediction, z[:, 1:], batch["reward"], batch["done"], batch["mask"]), state
 
 
 def train_mdnrnn(
@@ -29,49 +48,45 @@ def train_mdnrnn(
     device,
     live,
     seed,
+    carry_state=False,
 ):
     """Train `mdnrnn` on sequences cut from the latent files, streamed `buffer_episodes` at a
-    time, z re-sampled from (mu, logvar) every epoch; log train and validation losses per
-    epoch. Returns the last epoch's metrics."""
+    time, z re-sampled from (mu, logvar) every epoch; `carry_state`: see `batches`. Log train
+    and validation losses per epoch. Returns the last epoch's metrics."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(mdnrnn.parameters(), lr=learning_rate)
     z_dim = mdnrnn.z_dim
     mdnrnn.to(device)
+    sizes = dict(
+        seq_len=seq_len, batch_size=batch_size, buffer_episodes=buffer_episodes, carry_state=carry_state
+    )
     for epoch in range(epochs):
         mdnrnn.train()
         sums = dict.fromkeys(LOSS_NAMES, 0.0)
         count = 0
-        batches = tqdm(
-            sequence_batches(train_files, z_dim, seq_len, batch_size, buffer_episodes, rng),
+        progress = tqdm(
+            batches(train_files, z_dim, rng=rng, **sizes),
             desc=f"mdnrnn epoch {epoch + 1}/{epochs}",
             unit="batch",
         )
-        for batch in batches:
+        state = None
+        for batch, first in progress:
             batch = _on(batch, device)
-            z = batch["z"]  # (B, L+1, Z)
-            prediction, _ = mdnrnn(z[:, :-1], batch["action"])
-            losses = mdnrnn_loss(prediction, z[:, 1:], batch["reward"], batch["done"], batch["mask"])
+            losses, state = forward(mdnrnn, batch, first, state)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(mdnrnn.parameters(), grad_clip)
             optimizer.step()
+            steps = batch["mask"].sum().item()  # losses are means over valid steps
             for key, value in zip(sums, losses):
-                sums[key] += value.item() * len(z)
-            count += len(z)
-            batches.set_postfix(nll=f"{losses.nll.item():.3f}")
+                sums[key] += value.item() * steps
+            count += steps
+            progress.set_postfix(nll=f"{losses.nll.item():.3f}")
         metrics = {f"train/{key}": value / count for key, value in sums.items()}
         # validation sequences are drawn with the same seed every epoch, so val/nll is comparable
-        val = sequence_batches(
-            val_files,
-            z_dim,
-            seq_len,
-            batch_size,
-            buffer_episodes,
-            np.random.default_rng(seed + 1),
-            shuffle=False,
-        )
+        val = batches(val_files, z_dim, rng=np.random.default_rng(seed + 1), shuffle=False, **sizes)
         metrics.update(evaluate_mdnrnn(mdnrnn, val, device))
         for key, value in metrics.items():
             live.log_metric(key, value)
@@ -80,16 +95,17 @@ def train_mdnrnn(
 
 
 @torch.inference_mode()
-def evaluate_mdnrnn(mdnrnn, batches, device):
-    """Mean losses over batches of sequences (dicts of arrays from sequence_batches)."""
+def evaluate_mdnrnn(mdnrnn, pairs, device):
+    """Mean losses per valid step over (batch, first) pairs from `batches`."""
     mdnrnn.eval()
     sums = dict.fromkeys(LOSS_NAMES, 0.0)
     count = 0
-    for batch in batches:
+    state = None
+    for batch, first in pairs:
         batch = _on(batch, device)
-        prediction, _ = mdnrnn(batch["z"][:, :-1], batch["action"])
-        losses = mdnrnn_loss(prediction, batch["z"][:, 1:], batch["reward"], batch["done"], batch["mask"])
+        losses, state = forward(mdnrnn, batch, first, state)
+        steps = batch["mask"].sum().item()
         for key, value in zip(sums, losses):
-            sums[key] += value.item() * len(batch["z"])
-        count += len(batch["z"])
+            sums[key] += value.item() * steps
+        count += steps
     return {f"val/{key}": value / count for key, value in sums.items()} if count else {}

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from wm.episodes import Latents, load_episode, save_latents
+
 FEATURES = 256 * 2 * 2  # the encoder's output: 256 channels of 2 x 2 (a 64-pixel side: 31, 14, 6, 2)
 
 
@@ -110,3 +112,13 @@ def encode_frames(vae, frames, batch_size, device):
         mus.append(mu.cpu())
         logvars.append(logvar.cpu())
     return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+
+
+def encode_episode(vae, source, target, batch_size, device):
+    """The episode file `source` (frames) as a latent file `target` (its frames' mu and logvar,
+    its actions, rewards and dones). Returns its number of frames."""
+    episode = load_episode(source)
+    mu, logvar = encode_frames(vae, episode.obs, batch_size, device)
+    latents = Latents(mu=mu, logvar=logvar, action=episode.action, reward=episode.reward, done=episode.done)
+    save_latents(target, latents)
+    return len(episode.obs)

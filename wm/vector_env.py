@@ -42,7 +42,7 @@ def make_vector_env(backend, max_steps, threads):
     raise ValueError(f"unknown env backend {backend!r} (known: {', '.join(BACKENDS)})")
 
 
-class _Closing:
+class Closing:
     def __enter__(self):
         return self
 
@@ -50,7 +50,7 @@ class _Closing:
         self.close()
 
 
-class EnvpoolVectorEnv(_Closing):
+class EnvpoolVectorEnv(Closing):
     def __init__(self, max_steps, threads):
         self.max_steps, self.threads, self.env = max_steps, threads, None
 
@@ -82,17 +82,8 @@ class EnvpoolVectorEnv(_Closing):
 def _gymnasium_worker(connection, max_steps):
     """Answer ("reset", seeds) and ("step", actions) messages for this worker's share of the
     tracks, making more envs as needed, until "close" or until the parent is gone."""
-    # Ctrl-C reaches the whole process group: the parent handles it and closes its workers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
     envs, done = [], np.zeros(0, dtype=bool)
-    while True:
-        try:
-            message = connection.recv()
-        except (EOFError, ConnectionError):  # the parent is gone
-            break
-        if message == "close":
-            break
+    for message in worker_messages(connection):
         if message[0] == "reset":
             seeds = message[1]
             envs += [make_env(max_steps) for _ in range(len(seeds) - len(envs))]
@@ -113,7 +104,28 @@ def _gymnasium_worker(connection, max_steps):
         env.close()
 
 
-def _die_with_parent():
+def worker_messages(connection):
+    """Make this process a worker of its parent, at once: Ctrl-C is the parent's to handle, and
+    the worker dies with the parent, even after kill -9 (die_with_parent). Returns the parent's
+    messages, until "close" or until the parent is gone."""
+    # Ctrl-C reaches the whole process group: the parent handles it and closes its workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+    return _messages(connection)
+
+
+def _messages(connection):
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, ConnectionError):  # the parent is gone
+            return
+        if message == "close":
+            return
+        yield message
+
+
+def die_with_parent():
     """On Linux, have the kernel kill this process when its parent dies, even by kill -9: a
     killed stage leaves no worker behind (elsewhere the worker ends at its next message)."""
     if sys.platform.startswith("linux"):
@@ -121,7 +133,7 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class GymnasiumVectorEnv(_Closing):
+class GymnasiumVectorEnv(Closing):
     def __init__(self, max_steps, threads):
         context = multiprocessing.get_context("spawn")
         self.connections, self.processes = [], []
@@ -159,7 +171,7 @@ class GymnasiumVectorEnv(_Closing):
         self.connections, self.processes = [], []
 
 
-class SingleEnv(_Closing):
+class SingleEnv(Closing):
     """One gymnasium CarRacing-v3 in this process behind the vector interface (a batch of one),
     for drives that are watched (`render_mode="human"`) or filmed (`"rgb_array"`)."""
 

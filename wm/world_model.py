@@ -59,18 +59,20 @@ class WorldModelAgent:
         return actions.cpu().numpy()
 
 
-def load_world_model(z_dim):
-    """The trained VAE and MDN-RNN, (vae, mdnrnn), checked against each other and against the
-    `vae.z_dim` param."""
+def load_world_model(z_dim, round=0):
+    """The trained VAE and the MDN-RNN of round `round` of the iterative procedure (0: the
+    mdnrnn stage's; wm.paths.round_models), (vae, mdnrnn), checked against each other and
+    against the `vae.z_dim` param."""
     vae = load_model(paths.VAE, ConvVAE, z_dim=z_dim)
-    mdnrnn = load_model(paths.MDNRNN, MDNRNN, z_dim=vae.z_dim)
+    mdnrnn = load_model(paths.round_models(round) / paths.MDNRNN.name, MDNRNN, z_dim=vae.z_dim)
     return vae, mdnrnn
 
 
-def load_agent(vae, mdnrnn, inputs="zh", device="cpu"):
+def load_agent(vae, mdnrnn, inputs="zh", device="cpu", round=0):
     """The world-model agent with the trained controller on `inputs`: "zh" (z and h, the paper's
-    agent) or "z" (z only), checked against the VAE and MDN-RNN it drives with, its models on
-    `device`."""
+    agent; round `round`'s) or "z" (z only; the controller_z stage's), checked against the VAE and
+    MDN-RNN it drives with, its models on `device`."""
     h_dim = {"zh": mdnrnn.hidden, "z": 0}[inputs]
-    controller = load_controller(paths.CONTROLLERS[inputs], vae.z_dim, (h_dim,))
+    path = paths.round_models(round) / paths.CONTROLLER.name if inputs == "zh" else paths.CONTROLLER_Z
+    controller = load_controller(path, vae.z_dim, (h_dim,))
     return WorldModelAgent(vae, mdnrnn, controller, device)
