@@ -17,7 +17,7 @@ from wm.agents import (
     RandomPolicy,
 )
 from wm.controller import Controller
-from wm.env import BACKENDS
+from wm.env import BACKENDS, make_env
 from wm.errors import UserError
 from wm.executor import LocalExecutor, Population, ProcessExecutor, batches, make_executor
 from wm.mdnrnn import MDNRNN
@@ -25,6 +25,28 @@ from wm.rollout import drive
 from wm.vae import ConvVAE
 from wm.vector_env import make_vector_env
 from wm.world_model import WorldModelAgent
+
+
+@pytest.mark.parametrize("seed", [3, 7])
+def test_fast_road_draws_gymnasiums_frames_byte_for_byte(seed):
+    """wm.env.FastRoad against gymnasium's own drawing: the zoom-in, steering both ways at random,
+    the grass and the edge of the playfield, every frame and reward the same."""
+    rng = np.random.default_rng(seed)
+    actions = np.stack([rng.uniform(-1, 1, 400), rng.uniform(0, 1, 400), rng.uniform(0, 0.2, 400)], axis=1)
+    runs = []
+    for fast_road in (False, True):
+        env = make_env(1000, fast_road=fast_road)
+        frames, rewards = [env.reset(seed=seed)[0]], []
+        for action in actions:
+            obs, reward, terminated, truncated, _ = env.step(action)
+            frames.append(obs)
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        runs.append((np.array(frames), rewards))
+    (stock, stock_rewards), (fast, fast_rewards) = runs
+    assert stock.shape == fast.shape and stock.shape[0] > 300
+    assert (stock == fast).all() and stock_rewards == fast_rewards
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

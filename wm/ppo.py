@@ -28,7 +28,7 @@ from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecTransposeImage
 from tqdm import tqdm
 
-from wm.env import ACTION_HIGH, ACTION_LOW, ENV_FRAME_SHAPE, ENV_ID, track_seeds
+from wm.env import ACTION_HIGH, ACTION_LOW, ENV_FRAME_SHAPE, ENV_ID, make_env, track_seeds
 from wm.errors import UserError
 from wm.io import atomic_path, load_checkpoint, save_checkpoint
 
@@ -352,12 +352,12 @@ def train_ppo(cfg, max_steps, seed, device, out, live, *, threads=1, saved=None)
     evaluation ran) as a checkpoint at `out`; the evaluations drive gymnasium, the reference.
     Returns the best evaluation mean reward. With `saved` (a SavedRun), the run's state is saved
     at the start of every rollout, and a run it holds is resumed."""
-    env_kwargs = {"max_episode_steps": max_steps}
+    env_kwargs = {"max_steps": max_steps}  # for wm.env.make_env (its fast road: the same frames)
     if cfg.backend == "envpool":
         env = EnvpoolVecEnv(cfg.n_envs, seed, max_steps, threads)
     else:
         env = make_vec_env(
-            ENV_ID,
+            make_env,
             n_envs=cfg.n_envs,
             seed=seed,
             vec_env_cls=SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv,
@@ -367,7 +367,7 @@ def train_ppo(cfg, max_steps, seed, device, out, live, *, threads=1, saved=None)
     # the same wrapping as PPO gives the training env (channels first), so evaluation sees alike
     eval_env = VecTransposeImage(
         make_vec_env(
-            ENV_ID, n_envs=1, seed=track_seeds("ppo", 1)[0], env_kwargs=env_kwargs, wrapper_class=Replayable
+            make_env, n_envs=1, seed=track_seeds("ppo", 1)[0], env_kwargs=env_kwargs, wrapper_class=Replayable
         )
     )
     keep_best = KeepBest()
