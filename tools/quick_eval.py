@@ -12,6 +12,7 @@ the test tracks would make the test returns a measure of that choice, not of hel
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from wm.config import load_params
 from wm.env import BACKENDS, track_seeds
 from wm.errors import main
 from wm.executor import make_executor
+from wm.io import write_json
 from wm.world_model import load_agent, load_world_model
 
 
@@ -30,6 +32,7 @@ def run():
     parser.add_argument("--z-only", action="store_true", help="models/controller_z.pt")
     parser.add_argument("--backend", choices=BACKENDS, default="envpool")
     parser.add_argument("--block", choices=("validate", "test"), default="validate")
+    parser.add_argument("--out", type=Path, help="also write the returns, in seed order, to this JSON file")
     args = parser.parse_args()
     params = load_params()
     use_threads(params.threads)
@@ -40,6 +43,10 @@ def run():
         returns = [r.total_reward for r in executor.drive(agent, seeds, env.batch_size, desc=args.block)]
     summary = f"mean {np.mean(returns):.1f} +- {np.std(returns):.1f}, min {np.min(returns):.1f}"
     print(f"{args.tracks} {args.block} tracks ({args.backend}): {summary}")
+    if args.out:
+        write_json(
+            args.out, {"block": args.block, "backend": args.backend, "seeds": seeds, "returns": returns}
+        )
 
 
 if __name__ == "__main__":
