@@ -4,7 +4,7 @@ some params changed, on this workspace's trained V and M, each result driven on 
     python -m tools.levers NAME [--set controller.rollouts=8 ...] [--seeds 0 1 2] [--tracks 100]
 
 For each seed, a scratch workspace gets this one's params.yaml with `seed` and the `--set` values
-changed, links to its models/vae.pt, models/mdnrnn.pt and data/latents (dream mode), and runs
+changed, links to its models/vae.pt, models/mdnrnn.pt, data/latents (dream mode) and code, and runs
 `python -m stages.controller` there (the stage itself, with its own resume file: a cut run goes on
 with the same command) then drives the new controller on `--tracks` validate tracks on gymnasium
 (the env evaluate reports on; the test tracks stay unseen). `seed` only moves CMA-ES's sampling
@@ -56,12 +56,13 @@ def controller_run(work, raw, seed, tracks):
     parse_params(params, "params.yaml (with --set)")  # one line naming a bad key, before any work
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for path in (paths.VAE, paths.MDNRNN, paths.LATENTS):
-        link = work / path
+    # the inputs, and the code where the stage's resume fingerprint looks for it (wm.io.run_fingerprint)
+    for path in (paths.VAE, paths.MDNRNN, paths.LATENTS, ROOT / "wm", ROOT / "stages", ROOT / "tools"):
+        link = work / path.relative_to(ROOT) if path.is_absolute() else work / path
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink() and path.exists():
             link.symlink_to(path.resolve())
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
 
     def step(*command):
         if subprocess.run([sys.executable, "-m", *command], cwd=work, env=env).returncode != 0:
