@@ -8,8 +8,9 @@ changed, links to its models/vae.pt, models/mdnrnn.pt, data/latents (dream mode)
 `python -m stages.controller` there (the stage itself, with its own resume file: a cut run goes on
 with the same command) then drives the new controller on `--tracks` validate tracks on gymnasium
 (the env evaluate reports on; the test tracks stay unseen). `seed` only moves CMA-ES's sampling
-here: the tracks each generation drives are the seed block's, whatever the seed. Per run and over
-the seeds: mean, std, min of the returns and the tracks below 700, and the stage's seconds, to
+here: the tracks each generation drives are the seed block's, whatever the seed. Per run: mean, std,
+min of the returns, the tracks below 700 and the stage's seconds; over the seeds: the mean, lowest
+and highest of the means, the mean std and the worst min; to
 `reports/levers/NAME.json` (runs already there are kept, not rerun). WM_EXECUTOR applies as in the
 stages. Not a test: each run is a controller stage's time.
 """
@@ -97,19 +98,27 @@ def run():
             raise UserError(f"{path}: not found (dvc pull, or dvc repro mdnrnn)")
     raw = with_values(yaml.safe_load(Path("params.yaml").read_text()), args.set)
     out = Path("reports/levers") / f"{args.name}.json"
-    report = json.loads(out.read_text()) if out.exists() else {"set": args.set, "runs": {}}
-    if report["set"] != args.set:
-        raise UserError(f"{out}: holds the lever {report['set']}, not {args.set}; choose another name")
+    report = (
+        json.loads(out.read_text()) if out.exists() else {"set": args.set, "tracks": args.tracks, "runs": {}}
+    )
+    if (report["set"], report["tracks"]) != (args.set, args.tracks):
+        raise UserError(
+            f"{out}: holds the lever {report['set']} on {report['tracks']} tracks, not {args.set} on "
+            f"{args.tracks}; choose another name"
+        )
     for seed in args.seeds:
         if str(seed) in report["runs"]:
             continue
         work = SCRATCH / args.name / str(seed)
         report["runs"][str(seed)] = controller_run(work, raw, seed, args.tracks)
-        runs = report["runs"].values()
+        means = [r["mean"] for r in report["runs"].values()]
         report["over_seeds"] = {
-            figure: round(float(np.mean([r[figure] for r in runs])), 1) for figure in ("mean", "std", "min")
+            "mean_of_means": round(float(np.mean(means)), 1),
+            "lowest_mean": min(means),
+            "highest_mean": max(means),
+            "mean_std": round(float(np.mean([r["std"] for r in report["runs"].values()])), 1),
+            "worst_min": min(r["min"] for r in report["runs"].values()),
         }
-        report["tracks"] = args.tracks
         write_json(out, report)
         this = report["runs"][str(seed)]
         print(
