@@ -17,7 +17,6 @@ stages. Not a test: each run is a controller stage's time.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -58,15 +57,16 @@ def controller_run(work, raw, seed, tracks):
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the inputs, and the code where the stage's resume fingerprint looks for it (wm.io.run_fingerprint)
-    for path in (paths.VAE, paths.MDNRNN, paths.LATENTS, ROOT / "wm", ROOT / "stages", ROOT / "tools"):
-        link = work / path.relative_to(ROOT) if path.is_absolute() else work / path
+    links = {path: path for path in (paths.VAE, paths.MDNRNN, paths.LATENTS)}
+    links.update({Path(name): ROOT / name for name in ("wm", "stages", "tools")})
+    for name, target in links.items():
+        link = work / name
         link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink() and path.exists():
-            link.symlink_to(path.resolve())
-    env = dict(os.environ)
+        if not link.is_symlink() and target.exists():
+            link.symlink_to(target.resolve())
 
     def step(*command):
-        if subprocess.run([sys.executable, "-m", *command], cwd=work, env=env).returncode != 0:
+        if subprocess.run([sys.executable, "-m", *command], cwd=work).returncode != 0:
             raise UserError(f"{work}: python -m {' '.join(command)} failed (its output is above)")
 
     start = time.perf_counter()
@@ -111,13 +111,14 @@ def run():
             continue
         work = SCRATCH / args.name / str(seed)
         report["runs"][str(seed)] = controller_run(work, raw, seed, args.tracks)
-        means = [r["mean"] for r in report["runs"].values()]
+        runs = list(report["runs"].values())
+        means = [r["mean"] for r in runs]
         report["over_seeds"] = {
             "mean_of_means": round(float(np.mean(means)), 1),
             "lowest_mean": min(means),
             "highest_mean": max(means),
-            "mean_std": round(float(np.mean([r["std"] for r in report["runs"].values()])), 1),
-            "worst_min": min(r["min"] for r in report["runs"].values()),
+            "mean_std": round(float(np.mean([r["std"] for r in runs])), 1),
+            "worst_min": min(r["min"] for r in runs),
         }
         write_json(out, report)
         this = report["runs"][str(seed)]

@@ -58,8 +58,7 @@ def run():
         for seed in seeds:
             stock = drive(seed, False, args.steps)
             fast = drive(seed, True, args.steps)
-            identical &= stock[0].shape == fast[0].shape and (stock[0] == fast[0]).all()
-            identical &= bool((stock[1] == fast[1]).all()) if len(stock[1]) == len(fast[1]) else False
+            identical &= np.array_equal(stock[0], fast[0]) and np.array_equal(stock[1], fast[1])
             rates["gymnasium"].append(len(stock[1]) / stock[2])
             rates["fast_road"].append(len(fast[1]) / fast[2])
         print(f"repeat {repeat + 1}: {rates['gymnasium'][-1]:.0f} vs {rates['fast_road'][-1]:.0f} steps/s")
