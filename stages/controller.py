@@ -115,7 +115,12 @@ def run():
             if cfg.mode == "real":
                 first = controller_tracks(params, this.round)
                 score = RealScore(
-                    executor, agent, batch_size=env.batch_size, rollouts=cfg.rollouts, first_track=first
+                    executor,
+                    agent,
+                    batch_size=env.batch_size,
+                    rollouts=cfg.rollouts,
+                    race=cfg.race,
+                    first_track=first,
                 )
             else:
                 score = dream_score(params, agent, cfg.rollouts, latents)

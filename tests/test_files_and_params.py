@@ -284,6 +284,11 @@ def test_every_shipped_profile_is_valid(profile):
             r"must be <= 1000000",
         ),
         (
+            lambda p: p["controller"].update(rollouts=4, race=4),
+            r"controller\.race \(4\) must be 0 or, in mode real, less than controller\.rollouts \(4\)",
+        ),
+        (lambda p: p["controller"].update(mode="dream", race=1), r"controller\.race \(1\) must be 0 or"),
+        (
             lambda p: p["mdnrnn"].update(seq_len=p["env"]["max_steps"] + 1),
             r"mdnrnn\.seq_len \(1001\) must be <= env\.max_steps",
         ),

@@ -198,6 +198,28 @@ def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
     assert fitness.shape == (40, 8) and scores[0] == pytest.approx(fitness.max(), rel=1e-4)  # float32 params
 
 
+def test_racing_drives_the_better_half_on_the_rest_of_the_tracks():
+    """rollouts 4, race 1: all 4 candidates drive the first track, the 2 best of them the other 3;
+    fitness is each one's mean over the tracks it drove (a return here: candidate value + track)."""
+    from wm.env import track_seeds
+    from wm.evolve import RealScore
+    from wm.rollout import Rollout
+
+    drives = []
+
+    class Recording:  # an executor that records what it is asked to drive
+        def drive(self, agent, seeds, batch_size, *, controllers, desc=None):
+            drives.append((list(seeds), controllers[:, 0].tolist()))
+            return [Rollout(s, total_reward=float(c[0]) + s % 10) for s, c in zip(seeds, controllers)]
+
+    candidates = [np.full(2, v, np.float32) for v in (5.0, 1.0, 3.0, 2.0)]
+    seeds = track_seeds("controller", 4, start=4)  # generation 1 of rollouts 4
+    fitness = RealScore(Recording(), None, batch_size=8, rollouts=4, race=1)(1, candidates)
+    assert drives == [(seeds[:1] * 4, [5.0, 1.0, 3.0, 2.0]), (seeds[1:] * 2, [5.0] * 3 + [3.0] * 3)]
+    tracks = np.array([s % 10 for s in seeds], float)
+    assert fitness.tolist() == [5 + tracks.mean(), 1 + tracks[0], 3 + tracks.mean(), 2 + tracks[0]]
+
+
 def test_evolve_goes_on_from_x0(tmp_path):
     # a round of the iterative procedure evolves on from the last round's controller
     from wm.evolve import evolve

@@ -96,6 +96,7 @@ class ControllerConfig:
     hidden: int = _p(0, 4096)
     population: int = _p(2, 100_000)
     rollouts: int = _p(1, 100_000)
+    race: int = _p(0, 100_000)
     generations: int = _p(1, 1_000_000)
     sigma0: float = _p(1e-6, 100.0)
     dream_steps: int = _p(1, 100_000)
@@ -240,6 +241,11 @@ def _cross_check(params, source):
         raise UserError(
             f"{source}: controller.generations * controller.rollouts + controller.select_tracks "
             f"must be <= {SEED_BLOCK_SIZE} (the controller's block of track seeds)"
+        )
+    if c.race and (c.race >= c.rollouts or c.mode != "real"):
+        raise UserError(
+            f"{source}: controller.race ({c.race}) must be 0 or, in mode real, less than "
+            f"controller.rollouts ({c.rollouts})"
         )
     it = params.iterate
     if params.collect.episodes + len(it.rounds) * it.episodes > SEED_BLOCK_SIZE:

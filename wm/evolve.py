@@ -27,22 +27,33 @@ class RealScore:
     block (common random numbers, so candidates are compared on equal terms); the world-model
     `agent` drives all of the generation's episodes through `executor` (wm.executor),
     `batch_size` at a time, each with its own candidate's controller. Fitness: the mean return.
-    Generation g drives the block's tracks from `first_track` + g * `rollouts` on."""
+    Generation g drives the block's tracks from `first_track` + g * `rollouts` on.
 
-    def __init__(self, executor, agent, *, batch_size, rollouts, first_track=0):
+    With `race` > 0 (rollout racing): every candidate drives the first `race` of the tracks, and
+    only the better half (the candidates CMA-ES will recombine) drives the rest; a candidate's
+    fitness is its mean over the tracks it drove. The budget goes where the ranking matters."""
+
+    def __init__(self, executor, agent, *, batch_size, rollouts, race=0, first_track=0):
         self.executor, self.agent, self.batch_size, self.rollouts = executor, agent, batch_size, rollouts
+        self.race = race
         self.first_track = first_track  # of the block: later rounds of the iterative procedure drive new ones
 
     def __call__(self, generation, candidates):
         seeds = track_seeds("controller", self.rollouts, start=self.first_track + generation * self.rollouts)
-        return mean_returns(
-            self.executor,
-            self.agent,
-            candidates,
-            seeds,
-            batch_size=self.batch_size,
-            desc=f"generation {generation + 1}",
-        )
+        desc = f"generation {generation + 1}"
+
+        def drive(chosen, tracks):
+            return mean_returns(
+                self.executor, self.agent, chosen, tracks, batch_size=self.batch_size, desc=desc
+            )
+
+        if not self.race:
+            return drive(candidates, seeds)
+        fitness = drive(candidates, seeds[: self.race])
+        better = np.argsort(-fitness, kind="stable")[: len(candidates) // 2]
+        rest = drive([candidates[i] for i in better], seeds[self.race :])
+        fitness[better] = (fitness[better] * self.race + rest * (self.rollouts - self.race)) / self.rollouts
+        return fitness
 
 
 class DreamScore:
