@@ -83,7 +83,7 @@ def run():
     this = parse_run(sys.argv[1:], params)
     cfg = params.controller
     vae, mdnrnn = load_world_model(params.vae.z_dim, this.round)
-    controller = Controller(vae.z_dim, mdnrnn.hidden if this.inputs == "zh" else 0, cfg.hidden)
+    controller = Controller(vae.z_dim, mdnrnn.hidden if this.inputs == "zh" else 0, cfg.hidden, z=cfg.z)
     agent = WorldModelAgent(vae, mdnrnn, controller, resolve_device(params.device))
     x0, previous = None, []  # a round evolves on from the previous round's controller
     if this.round:
@@ -131,7 +131,9 @@ def run():
         live.log_metric("select/return", float(returns[pick]), plot=False)
         live.log_metric("select/finalist", pick, plot=False)  # 0: CMA-ES's mean
         live.log_metric("select/mean_return", float(returns[0]), plot=False)
-    save_controller(this.model, Controller(controller.z_dim, controller.h_dim, cfg.hidden, finalists[pick]))
+    save_controller(
+        this.model, Controller(controller.z_dim, controller.h_dim, cfg.hidden, finalists[pick], cfg.z)
+    )
     # every candidate's fitness, to find where two runs part (git-tracked beside the curves)
     write_tsv(
         this.metrics / "fitness.tsv",

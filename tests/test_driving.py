@@ -175,11 +175,13 @@ def test_bad_executor_settings_are_named(monkeypatch, variables, message):
         make_executor("envpool", 30, 2, 2)
 
 
-def test_batched_world_model_agent_acts_like_separate_agents():
+@pytest.mark.parametrize("z", ["mean", "sample"])
+def test_batched_world_model_agent_acts_like_separate_agents(z):
+    """Each track acts as if driven alone; with z sampled, its noise is its track seed's."""
     torch.manual_seed(0)
     vae, mdnrnn = ConvVAE(8).eval(), MDNRNN(8, hidden=16, mixtures=2).eval()
     rng = np.random.default_rng(0)
-    controller = Controller(8, 16, hidden=5)
+    controller = Controller(8, 16, hidden=5, z=z)
     params = rng.standard_normal((3, controller.size)).astype(np.float32)
     frames = rng.integers(0, 256, (4, 3, 96, 96, 3), dtype=np.uint8)  # 4 steps of 3 tracks
     batched = WorldModelAgent(vae, mdnrnn, controller)
@@ -187,11 +189,15 @@ def test_batched_world_model_agent_acts_like_separate_agents():
     batched.reset([0, 1, 2])
     together = np.stack([batched.act(step) for step in frames])  # (4, 3, 3)
     for i in range(3):
-        single = WorldModelAgent(vae, mdnrnn, Controller(8, 16, 5, params[i]))
+        single = WorldModelAgent(vae, mdnrnn, Controller(8, 16, 5, params[i], z))
         single.reset([i])
         alone = np.stack([single.act(step[i : i + 1])[0] for step in frames])
         np.testing.assert_allclose(together[:, i], alone, atol=1e-5)
     assert together[:, :, 0].min() >= -1 and together[:, :, 1:].min() >= 0 and together.max() <= 1
+    mean = WorldModelAgent(vae, mdnrnn, Controller(8, 16, 5, params[0]))
+    mean.reset([0])
+    by_mean = np.stack([mean.act(step[:1])[0] for step in frames])
+    assert np.array_equal(by_mean, together[:, 0]) == (z == "mean")  # the noise reaches the actions
 
 
 def test_random_policy_depends_only_on_the_seed():

@@ -235,11 +235,16 @@ def test_checkpoint_round_trip_and_z_dim_mismatch(tmp_path):
 
 
 def test_controller_checkpoint_round_trip(tmp_path):
-    controller = Controller(4, 6, 5, np.arange(n_params(4, 6, 5), dtype=np.float32))
+    controller = Controller(4, 6, 5, np.arange(n_params(4, 6, 5), dtype=np.float32), z="sample")
     save_controller(tmp_path / "controller.pt", controller)
     loaded = load_controller(tmp_path / "controller.pt", 4, (0, 6))
     np.testing.assert_array_equal(loaded.params, controller.params)
-    assert loaded.config == {"z_dim": 4, "h_dim": 6, "hidden": 5}
+    assert loaded.config == {"z_dim": 4, "h_dim": 6, "hidden": 5, "z": "sample"}
+    checkpoint = torch.load(tmp_path / "controller.pt", weights_only=True)
+    checkpoint["config"]["z"] = "median"
+    torch.save(checkpoint, tmp_path / "other.pt")
+    with pytest.raises(UserError, match=r"other\.pt: z must be one of \('mean', 'sample'\), got 'median'"):
+        load_controller(tmp_path / "other.pt", 4, (0, 6))
     with pytest.raises(UserError, match=r"controller\.pt: controller is for"):
         load_controller(tmp_path / "controller.pt", 8, (0, 6))
     with pytest.raises(UserError, match=r"rerun the controller stage"):

@@ -90,10 +90,14 @@ class MDNRNNConfig:
     carry_state: bool = _p()
 
 
+Z_INPUTS = ("mean", "sample")  # what the controller reads of the VAE (wm.controller)
+
+
 @dataclass(frozen=True)
 class ControllerConfig:
     mode: str = _p(choices=("real", "dream"))
     hidden: int = _p(0, 4096)
+    z: str = _p(choices=Z_INPUTS)
     population: int = _p(2, 100_000)
     rollouts: int = _p(1, 100_000)
     race: int = _p(0, 100_000)

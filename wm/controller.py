@@ -10,11 +10,16 @@ that CMA-ES evolves.
 The brake is clipped rather than rescaled, as in the paper's code: a controller near zero
 (CMA-ES's start) then drives at half throttle without braking, and explores the track.
 The flat vector holds each layer's W (row-major) then its b, layer by layer.
+
+`z` says what the controller reads of the VAE in the real env, saved with it so that every
+stage drives it the way it was evolved: "mean" (the encoder's mean, deterministic) or "sample"
+(mean + sigma * noise each frame, as the paper's code did; wm.world_model draws the noise).
 """
 
 import numpy as np
 import torch
 
+from wm.config import Z_INPUTS
 from wm.env import ACTION_DIM
 
 
@@ -31,14 +36,16 @@ def n_params(z_dim, h_dim, hidden=0):
 class Controller:
     """One controller's shape and flat parameters; `batch(params)` applies many at once."""
 
-    def __init__(self, z_dim, h_dim, hidden=0, params=None):
-        self.z_dim, self.h_dim, self.hidden = z_dim, h_dim, hidden
+    def __init__(self, z_dim, h_dim, hidden=0, params=None, z="mean"):
+        if z not in Z_INPUTS:
+            raise ValueError(f"z must be one of {Z_INPUTS}, got {z!r}")
+        self.z_dim, self.h_dim, self.hidden, self.z = z_dim, h_dim, hidden, z
         self.size = n_params(z_dim, h_dim, hidden)
         self.params = self.check(np.zeros(self.size, np.float32) if params is None else params)[0]
 
     @property
     def config(self):
-        return {"z_dim": self.z_dim, "h_dim": self.h_dim, "hidden": self.hidden}
+        return {"z_dim": self.z_dim, "h_dim": self.h_dim, "hidden": self.hidden, "z": self.z}
 
     def check(self, params):
         """params (P,) or (N, P) -> (N, P) float32, or ValueError naming the expected size."""
@@ -97,6 +104,9 @@ def load_controller(path, z_dim, h_dims):
             f"{path}: controller is for {config}, but the world model has z_dim={z_dim}, "
             f"h_dim in {list(h_dims)}; rerun the controller stage"
         )
-    return Controller(
-        config["z_dim"], config["h_dim"], config.get("hidden", 0), checkpoint["state_dict"]["params"].numpy()
-    )
+    params = checkpoint["state_dict"]["params"].numpy()
+    try:
+        z = config.get("z", "mean")  # saved before z was a choice: the mean
+        return Controller(config["z_dim"], config["h_dim"], config.get("hidden", 0), params, z)
+    except ValueError as err:
+        raise UserError(f"{path}: {err}; rerun the controller stage") from None

@@ -16,11 +16,15 @@ from wm.io import load_model
 from wm.mdnrnn import MDNRNN
 from wm.vae import ConvVAE, to_input
 
+Z_NOISE = 0x5A  # mixed with each track's seed into its z noise's generator (controller z: sample)
+
 
 class WorldModelAgent:
-    """The paper's agent, N at a time: the VAE encodes each frame to z (its mean), a controller
-    per track acts on [z, h] (or on z alone), and the MDN-RNN, fed (z, action), carries h to the
-    next step.
+    """The paper's agent, N at a time: the VAE encodes each frame to z (its mean, or a sample if
+    the controller says `z="sample"`), a controller per track acts on [z, h] (or on z alone), and
+    the MDN-RNN, fed (z, action), carries h to the next step. A sample's noise comes from one
+    generator per track, seeded by its track seed: the same track gets the same noise whichever
+    batch, candidate or machine drives it.
 
     `controller` gives the shape and default parameters; `set_controllers(params)` takes one
     flat vector for all tracks, or one per track (N, n_params): CMA-ES evaluates a whole
@@ -47,11 +51,16 @@ class WorldModelAgent:
         if len(self.layers[0][0]) not in (1, len(seeds)):
             raise ValueError(f"{len(self.layers[0][0])} controllers for {len(seeds)} tracks")
         self.state = self.mdnrnn.initial_state(len(seeds), self.device)  # (h, c), each (1, N, H)
+        sample = self.controller.z == "sample"
+        self.noise = [np.random.default_rng([Z_NOISE, int(seed)]) for seed in seeds] if sample else None
 
     @torch.inference_mode()
     def act(self, obs):
         frames = np.stack([prepare_frame(frame) for frame in obs])  # (N, 64, 64, 3) uint8
-        z, _ = self.vae.encode(to_input(frames, self.device))  # (N, Z)
+        z, logvar = self.vae.encode(to_input(frames, self.device))  # (N, Z)
+        if self.noise is not None:
+            eps = np.stack([rng.standard_normal(z.shape[1], dtype=np.float32) for rng in self.noise])
+            z = z + torch.from_numpy(eps).to(self.device) * torch.exp(0.5 * logvar)
         x = torch.cat([z, self.state[0][0]], dim=1) if self.controller.h_dim else z
         actions = apply(self.layers, x)  # (N, 3)
         if self.controller.h_dim:  # a z-only controller never reads h: skip the LSTM
