@@ -2,7 +2,7 @@
 the evaluate stage is the reference, on gymnasium). For trying levers, run in a workspace with
 models/ and params.yaml:
 
-    python -m tools.quick_eval 64 [--z-only] [--backend gymnasium] [--block validate]
+    python -m tools.quick_eval 64 [--z-only | --ppo models/ppo.pt] [--backend gymnasium] [--block validate]
 
 (`WM_EXECUTOR=processes` or `ray` drives them elsewhere, as the stages do: wm.executor.)
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wm.agents import PPOPolicy
 from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import BACKENDS, track_seeds
@@ -30,13 +31,17 @@ def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tracks", type=int)
     parser.add_argument("--z-only", action="store_true", help="models/controller_z.pt")
+    parser.add_argument("--ppo", type=Path, help="drive this PPO agent (deterministic) instead")
     parser.add_argument("--backend", choices=BACKENDS, default="envpool")
     parser.add_argument("--block", choices=("validate", "test"), default="validate")
     parser.add_argument("--out", type=Path, help="also write the returns, in seed order, to this JSON file")
     args = parser.parse_args()
     params = load_params()
     use_threads(params.threads)
-    agent = load_agent(*load_world_model(params.vae.z_dim), inputs="z" if args.z_only else "zh")
+    if args.ppo:
+        agent = PPOPolicy(args.ppo)
+    else:
+        agent = load_agent(*load_world_model(params.vae.z_dim), inputs="z" if args.z_only else "zh")
     seeds = track_seeds(args.block, args.tracks)
     env = params.env
     with make_executor(args.backend, env.max_steps, params.evaluate.workers, params.threads) as executor:
