@@ -27,7 +27,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 compare: setup
 	$(BIN)/dvc exp show --only-changed --drop '$(EXP_DROP)'
