@@ -27,14 +27,14 @@ from contextlib import ExitStack
 from wm import paths
 from wm.compute import use_threads
 from wm.config import controller_tracks, load_params, parse_round
-from wm.controller import Controller, load_controller, save_controller
+from wm.controller import Controller, Projection, load_controller, principal_components, save_controller
 from wm.dream import dream_starts
 from wm.env import track_seeds
 from wm.errors import main
 from wm.evolve import DreamScore, Progress, RealScore, evolve, mean_returns
 from wm.executor import make_executor
 from wm.io import Timer, open_live, resolve_device, run_fingerprint, write_tsv
-from wm.world_model import WorldModelAgent, load_world_model
+from wm.world_model import WorldModelAgent, input_moments, load_world_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,15 +85,17 @@ def run():
     vae, mdnrnn = load_world_model(params.vae.z_dim, this.round)
     controller = Controller(vae.z_dim, mdnrnn.hidden if this.inputs == "zh" else 0, cfg.hidden, z=cfg.z)
     agent = WorldModelAgent(vae, mdnrnn, controller, resolve_device(params.device))
+    search = search_space(params, this, controller, mdnrnn)
     x0, previous = None, []  # a round evolves on from the previous round's controller
     if this.round:
         previous = [paths.round_models(this.round - 1) / paths.CONTROLLER.name]
         x0 = load_controller(previous[0], vae.z_dim, (mdnrnn.hidden,)).params
+        x0 = search.reduced(x0) if search else x0
     timer = Timer(this.stage)
     # what the run depends on: its params, its inputs, the code; saved progress of another is ignored
     latents = paths.round_latents(this.round)
     models = [paths.round_models(this.round) / paths.MDNRNN.name, *previous]
-    depends = [paths.VAE, *models, *([latents] if cfg.mode == "dream" else [])]
+    depends = [paths.VAE, *models, *([latents] if cfg.mode == "dream" or cfg.components else [])]
     run_params = {
         "seed": params.seed,
         "threads": params.threads,
@@ -125,7 +127,11 @@ def run():
             else:
                 score = dream_score(params, agent, cfg.rollouts, latents)
             watch = real_watch(params, agent, executor) if cfg.watch_tracks else None
-            finalists, fitness = evolve_controllers(params, this, score, agent, live, progress, watch, x0)
+            if search:  # CMA-ES searches the components; the env and the dream get controllers
+                score, watch = searched(score, watch, search)
+            size = search.size if search else controller.size
+            finalists, fitness = evolve_controllers(params, this, score, size, live, progress, watch, x0)
+        finalists = [search.full(f)[0] for f in finalists] if search else finalists
         returns = select_scores(params, this, agent, finalists)
         pick = int(returns.argmax())
         live.log_metric("select/return", float(returns[pick]), plot=False)
@@ -142,6 +148,32 @@ def run():
     )
     progress.path.unlink(missing_ok=True)  # done: a forced rerun computes again
     timer.save()
+
+
+def search_space(params, this, controller, mdnrnn):
+    """None (CMA-ES searches every parameter of the controller, the paper's way) or, with
+    `controller.components` = k, a wm.controller.Projection onto the top k whitened principal
+    components of what the controller reads (z, and h for [z, h]) along run `this`'s collected
+    episodes, with its M."""
+    k = params.controller.components
+    if not k:
+        return None
+    latents = paths.round_latents(this.round)
+    mean, cov = input_moments(mdnrnn, latents, params.vae.z_dim, with_h=bool(controller.h_dim))
+    return Projection(controller, principal_components(mean, cov, k), mean)
+
+
+def searched(score, watch, search):
+    """`score(generation, candidates)` and `watch(candidate)` (or None), which take controllers'
+    parameters, as functions of the vectors CMA-ES searches in `search` (a Projection)."""
+
+    def score_searched(generation, candidates):
+        return score(generation, search.full(candidates))
+
+    def watch_searched(candidate):
+        return watch(search.full(candidate)[0])
+
+    return score_searched, watch_searched if watch else None
 
 
 def dream_score(params, agent, rollouts, latents):
@@ -188,13 +220,14 @@ def select_scores(params, this, agent, finalists):
         return mean_returns(executor, agent, finalists, seeds, batch_size=env.batch_size, desc="select")
 
 
-def evolve_controllers(params, this, score, agent, live, progress, watch=None, x0=None):
-    """CMA-ES's finalists and every generation's fitness (wm.evolve.evolve) for run `this`, from
-    `x0` (None: zeros), scored by `score`, each generation's best also scored by `watch` if given."""
+def evolve_controllers(params, this, score, size, live, progress, watch=None, x0=None):
+    """CMA-ES's finalists and every generation's fitness (wm.evolve.evolve) for run `this` over
+    `size` parameters, from `x0` (None: zeros), scored by `score`, each generation's best also
+    scored by `watch` if given."""
     cfg = params.controller
     return evolve(
         score,
-        agent.controller.size,
+        size,
         population=cfg.population,
         generations=this.generations,
         sigma0=cfg.sigma0,

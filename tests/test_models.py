@@ -198,6 +198,27 @@ def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
     assert fitness.shape == (40, 8) and scores[0] == pytest.approx(fitness.max(), rel=1e-4)  # float32 params
 
 
+def test_projection_searches_the_first_layer_on_whitened_principal_components():
+    from wm.controller import Projection, actions_from, principal_components
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 6)) @ rng.standard_normal((6, 6)) + 3  # correlated inputs: z (4), h (2)
+    mean, cov = x.mean(0), np.cov(x, rowvar=False)
+    p = principal_components(mean, cov, 3)
+    np.testing.assert_allclose(np.cov((x - mean) @ p.T, rowvar=False), np.eye(3), atol=1e-9)  # whitened
+    np.testing.assert_array_equal(principal_components(mean, cov, 3), p)  # the same data, the same P
+    controller = Controller(4, 2)
+    search = Projection(controller, p, mean)
+    assert search.size == 3 * 3 + 3  # out x k weights and the biases, instead of out x 6
+    v = rng.standard_normal(search.size)
+    full = search.full(v)
+    assert full.shape == (1, controller.size) and full.dtype == np.float32
+    acts = Controller(4, 2, 0, full[0]).act(x[:, :4].astype(np.float32), x[:, 4:].astype(np.float32))
+    components = torch.from_numpy(((x - mean) @ p.T) @ v[:9].reshape(3, 3).T + v[9:]).float()
+    np.testing.assert_allclose(acts, actions_from(torch.tanh(components)).numpy(), atol=1e-4)
+    np.testing.assert_allclose(search.full(search.reduced(full[0]))[0], full[0], atol=1e-4)  # goes back
+
+
 def test_racing_drives_the_better_half_on_the_rest_of_the_tracks():
     """rollouts 4, race 1: all 4 candidates drive the first track, the 2 best of them the other 3;
     fitness is each one's mean over the tracks it drove (a return here: candidate value + track)."""

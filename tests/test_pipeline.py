@@ -303,9 +303,11 @@ def test_experiment_reruns_only_what_depends_on_the_vae(repo):
 CONTROLLER_OUTS = ["models/controller.pt", "metrics/controller"]
 
 
-@pytest.mark.parametrize("backend", ["envpool", "gymnasium"])
-def test_controller_stage_gives_the_same_bytes_twice(repo, backend):
+@pytest.mark.parametrize("backend, components", [("envpool", 0), ("gymnasium", 0), ("envpool", 5)])
+def test_controller_stage_gives_the_same_bytes_twice(repo, backend, components):
+    """Also with CMA-ES on 5 principal components of [z, h]: it saves a plain controller."""
     edit_params(repo, "env", backend=backend)
+    edit_params(repo, "controller", components=components)
     try:
         digests = []
         for _ in range(2):
@@ -313,6 +315,8 @@ def test_controller_stage_gives_the_same_bytes_twice(repo, backend):
             digests.append(digest(repo, CONTROLLER_OUTS))
         assert digests[0] == digests[1]
         assert "metrics/controller/fitness.tsv" in digests[0]  # every candidate's fitness, compared too
+        config = torch.load(repo / "models/controller.pt", weights_only=True)["config"]
+        assert config["h_dim"] > 0 and config["hidden"] == 0  # the [z, h] controller, whatever was searched
     finally:
         restore(repo)
 

@@ -98,6 +98,7 @@ class ControllerConfig:
     mode: str = _p(choices=("real", "dream"))
     hidden: int = _p(0, 4096)
     z: str = _p(choices=Z_INPUTS)
+    components: int = _p(0, 100_000)
     population: int = _p(2, 100_000)
     rollouts: int = _p(1, 100_000)
     race: int = _p(0, 100_000)

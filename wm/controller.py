@@ -110,3 +110,47 @@ def load_controller(path, z_dim, h_dims):
         return Controller(config["z_dim"], config["h_dim"], config.get("hidden", 0), params, z)
     except ValueError as err:
         raise UserError(f"{path}: {err}; rerun the controller stage") from None
+
+
+def principal_components(mean, cov, k):
+    """The top `k` principal directions of the controller's inputs (their `mean` (D,) and
+    covariance `cov` (D, D) over the collected data), whitened: P (k, D), so that P (x - mean)
+    has unit variance in each component. Each direction's sign is fixed (its largest entry
+    positive), so the same data always gives the same P."""
+    values, vectors = np.linalg.eigh(np.asarray(cov, np.float64))
+    order = np.argsort(values, kind="stable")[::-1][:k]
+    values, vectors = values[order], vectors[:, order]
+    vectors = vectors * np.sign(vectors[np.abs(vectors).argmax(0), np.arange(len(order))])
+    return (vectors / np.sqrt(np.maximum(values, 1e-12))).T
+
+
+class Projection:
+    """CMA-ES's search space when the controller reads the top k whitened principal components
+    of its inputs (`controller.components`): the first layer's weights are searched on the k
+    components (out x k instead of out x D), the rest as they are. `full(params)` turns searched
+    vectors into the controller's own parameters (W = W_k P, b = b_k - W_k P mean), so what is
+    saved, evaluated and shipped is a plain controller; `reduced(params)` goes back (least
+    squares), to go on from a saved controller."""
+
+    def __init__(self, controller, components, mean):
+        self.controller, self.p, self.mean = controller, np.asarray(components, np.float64), mean
+        self.out, self.inp = layer_shapes(controller.z_dim, controller.h_dim, controller.hidden)[0]
+        k = len(self.p)
+        self.size = controller.size - self.out * self.inp + self.out * k
+
+    def full(self, params):
+        """(N, size) or (size,) searched vectors -> (N, controller.size) float32 parameters."""
+        params = np.atleast_2d(np.asarray(params, np.float64))
+        k = len(self.p)
+        weight = params[:, : self.out * k].reshape(len(params), self.out, k) @ self.p  # (N, out, D)
+        bias = params[:, self.out * k : self.out * (k + 1)] - weight @ self.mean
+        rest = params[:, self.out * (k + 1) :]
+        return np.concatenate([weight.reshape(len(params), -1), bias, rest], 1).astype(np.float32)
+
+    def reduced(self, params):
+        """A controller's (controller.size,) parameters -> the nearest (size,) searched vector."""
+        params = np.asarray(params, np.float64)
+        n = self.out * self.inp
+        weight = params[:n].reshape(self.out, self.inp) @ np.linalg.pinv(self.p)  # (out, k)
+        bias = params[n : n + self.out] + weight @ self.p @ self.mean
+        return np.concatenate([weight.ravel(), bias, params[n + self.out :]])

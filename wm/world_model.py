@@ -12,6 +12,8 @@ import torch
 from wm import paths
 from wm.controller import apply, load_controller
 from wm.env import prepare_frame
+from wm.episodes import list_files, load_latents
+from wm.errors import UserError
 from wm.io import load_model
 from wm.mdnrnn import MDNRNN
 from wm.vae import ConvVAE, to_input
@@ -85,3 +87,25 @@ def load_agent(vae, mdnrnn, inputs="zh", device="cpu", round=0):
     path = paths.round_models(round) / paths.CONTROLLER.name if inputs == "zh" else paths.CONTROLLER_Z
     controller = load_controller(path, vae.z_dim, (h_dim,))
     return WorldModelAgent(vae, mdnrnn, controller, device)
+
+
+@torch.inference_mode()
+def input_moments(mdnrnn, directory, z_dim, with_h=True):
+    """Mean (D,) and covariance (D, D), float64, of what the controller reads along the collected
+    episodes (the latent files in `directory`): each frame's z (its mean), then, `with_h`, the
+    LSTM's h there (zeros at the first frame, then after reading the episode's z and actions up
+    to it, as the driving agent's h would be)."""
+    device = next(mdnrnn.parameters()).device
+    total, outer, count = 0.0, 0.0, 0
+    for path in list_files(directory, "latent"):
+        episode = load_latents(path, z_dim)
+        x = episode.mu.astype(np.float64)
+        if with_h:
+            read = torch.from_numpy(np.concatenate([episode.mu[:-1], episode.action], 1))[None]
+            h = mdnrnn.lstm(read.to(device))[0][0].cpu().numpy()  # after each step: frames 1..T
+            x = np.concatenate([x, np.concatenate([np.zeros((1, mdnrnn.hidden)), h]).astype(np.float64)], 1)
+        total, outer, count = total + x.sum(0), outer + x.T @ x, count + len(x)
+    if count < 2:
+        raise UserError(f"{directory}: too few latent frames to find the controller's input components")
+    mean = total / count
+    return mean, (outer - count * np.outer(mean, mean)) / (count - 1)
