@@ -197,7 +197,7 @@ def test_batched_world_model_agent_acts_like_separate_agents(z):
     mean = WorldModelAgent(vae, mdnrnn, Controller(8, 16, 5, params[0]))
     mean.reset([0])
     by_mean = np.stack([mean.act(step[:1])[0] for step in frames])
-    assert np.array_equal(by_mean, together[:, 0]) == (z == "mean")  # the noise reaches the actions
+    assert np.allclose(by_mean, together[:, 0], atol=1e-5) == (z == "mean")  # the noise reaches the actions
 
 
 def test_random_policy_depends_only_on_the_seed():
