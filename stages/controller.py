@@ -15,6 +15,11 @@ on `select_tracks` dreams from starts no generation drew (dream mode: the contro
 the real env). With `watch_tracks`, each generation's best candidate also drives that many fixed
 validate tracks, a readout logged beside its fitness (`watch/real`, `watch/fitness`: the dream's
 score against the real one in dream mode) that neither CMA-ES nor the selection sees.
+Search levers (params, off by default): `race` (rollout racing, real mode: the better half of
+each generation drives all `rollouts` tracks, the rest the first `race`), `components` (CMA-ES
+searches the first layer on the top k whitened principal components of C's inputs over the
+collected episodes; the saved controller is a plain one), `z` (C and M read the VAE's mean or a
+sample, saved with the controller).
 
 outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per generation, selection);
 round N: models/rounds/N/controller.pt, metrics/rounds/N/controller/
