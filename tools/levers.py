@@ -9,7 +9,8 @@ changed, links to its models/vae.pt, models/mdnrnn.pt, data/latents (dream mode)
 with the same command) then drives the new controller on `--tracks` validate tracks on gymnasium
 (the env evaluate reports on; the test tracks stay unseen). `seed` only moves CMA-ES's sampling
 here: the tracks each generation drives are the seed block's, whatever the seed. Per run: mean, std,
-min of the returns, the tracks below 700 and the stage's seconds; over the seeds: the mean, lowest
+min of the returns, the tracks below 700, the stage's seconds, each generation's best and mean
+fitness and the finalists' selection; over the seeds: the mean, lowest
 and highest of the means, the mean std and the worst min; to
 `reports/levers/NAME.json` (runs already there are kept, not rerun). WM_EXECUTOR applies as in the
 stages. Not a test: each run is a controller stage's time.
@@ -74,6 +75,12 @@ def controller_run(work, raw, seed, tracks):
     seconds = time.perf_counter() - start
     step("tools.quick_eval", str(tracks), "--backend", "gymnasium", "--out", "returns.json")
     returns = np.array(json.loads((work / "returns.json").read_text())["returns"])
+    metrics = work / paths.CONTROLLER_METRICS["zh"]
+    rows = [line.split("\t") for line in (metrics / "fitness.tsv").read_text().splitlines()[1:]]
+    fitness = np.zeros((1 + max(int(g) for g, _, _ in rows), 1 + max(int(c) for _, c, _ in rows)))
+    for g, c, f in rows:
+        fitness[int(g), int(c)] = float(f)
+    select = json.loads((metrics / "metrics.json").read_text()).get("select", {})
     return {
         "seed": seed,
         "mean": round(float(returns.mean()), 1),
@@ -82,6 +89,10 @@ def controller_run(work, raw, seed, tracks):
         "below_700": int((returns < 700).sum()),
         "controller_seconds": round(seconds, 1),
         "returns": [round(float(r), 2) for r in returns],
+        # per generation, the best and the mean fitness (the curves two levers of one seed part on)
+        "generation_best": [round(float(f), 1) for f in fitness.max(1)],
+        "generation_mean": [round(float(f), 1) for f in fitness.mean(1)],
+        "select": {key: round(float(value), 1) for key, value in select.items()},
     }
 
 
