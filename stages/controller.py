@@ -19,9 +19,7 @@ Search levers (params, off by default): `race` (rollout racing, real mode: the b
 each generation drives all `rollouts` tracks, the rest the first `race`), `components` (CMA-ES
 searches the first layer on the top k whitened principal components of C's inputs over the
 collected episodes; the saved controller is a plain one), `z` (C and M read the VAE's mean or a
-sample, saved with the controller), `action_noise` (real mode: CMA-ES scores candidates with
-Gaussian noise on their actions, drawn per track as the iterative procedure's collect draws it;
-the finalists are chosen, and every later stage drives, without it).
+sample, saved with the controller).
 
 outs: models/controller[_z].pt; metrics/controller[_z]/ (dvclive: fitness per generation, selection);
 round N: models/rounds/N/controller.pt, metrics/rounds/N/controller/
@@ -32,7 +30,6 @@ import sys
 from contextlib import ExitStack
 
 from wm import paths
-from wm.agents import Noisy
 from wm.compute import use_threads
 from wm.config import controller_tracks, load_params, parse_round
 from wm.controller import Controller, Projection, load_controller, principal_components, save_controller
@@ -126,7 +123,7 @@ def run():
                 first = controller_tracks(params, this.round)
                 score = RealScore(
                     executor,
-                    Noisy(agent, cfg.action_noise) if cfg.action_noise else agent,
+                    agent,
                     batch_size=env.batch_size,
                     rollouts=cfg.rollouts,
                     race=cfg.race,

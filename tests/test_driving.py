@@ -12,7 +12,6 @@ from wm.agents import (
     HUD_ROWS,
     ROAD_COLOUR,
     MixPolicy,
-    Noisy,
     Perturbed,
     PPOPolicy,
     RandomPolicy,
@@ -199,30 +198,6 @@ def test_batched_world_model_agent_acts_like_separate_agents(z):
     mean.reset([0])
     by_mean = np.stack([mean.act(step[:1])[0] for step in frames])
     assert np.allclose(by_mean, together[:, 0], atol=1e-5) == (z == "mean")  # the noise reaches the actions
-
-
-def test_noisy_population_drives_each_candidate_with_its_tracks_noise():
-    """controller.action_noise: the executor hands CMA-ES's candidates to Noisy(agent) (a
-    Population around it); each drives with its own controller and its track's noise, as if
-    driven alone, and the noise reaches the env's actions."""
-    torch.manual_seed(0)
-    vae, mdnrnn = ConvVAE(8).eval(), MDNRNN(8, hidden=16, mixtures=2).eval()
-    rng = np.random.default_rng(0)
-    controller = Controller(8, 16)
-    params = rng.standard_normal((3, controller.size)).astype(np.float32) * 0.3
-    frames = rng.integers(0, 256, (4, 3, 96, 96, 3), dtype=np.uint8)  # 4 steps of 3 tracks
-    noisy = Population(Noisy(WorldModelAgent(vae, mdnrnn, controller), 0.1), params)
-    noisy.reset([5, 6, 7])
-    together = np.stack([noisy.act(step) for step in frames])  # (4, 3, 3)
-    for i, seed in enumerate([5, 6, 7]):
-        alone = Noisy(WorldModelAgent(vae, mdnrnn, Controller(8, 16, 0, params[i])), 0.1)
-        alone.reset([seed])
-        by_alone = [alone.act(step[i : i + 1])[0] for step in frames]
-        np.testing.assert_allclose(together[:, i], by_alone, atol=1e-5)
-        quiet = WorldModelAgent(vae, mdnrnn, Controller(8, 16, 0, params[i]))
-        quiet.reset([seed])
-        assert not np.allclose(together[:, i], [quiet.act(step[i : i + 1])[0] for step in frames], atol=1e-3)
-    assert together[:, :, 0].min() >= -1 and together[:, :, 1:].min() >= 0 and together.max() <= 1
 
 
 def test_random_policy_depends_only_on_the_seed():

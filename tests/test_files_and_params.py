@@ -294,10 +294,6 @@ def test_every_shipped_profile_is_valid(profile):
         ),
         (lambda p: p["controller"].update(mode="dream", race=1), r"controller\.race \(1\) must be 0 or"),
         (
-            lambda p: p["controller"].update(mode="dream", action_noise=0.1),
-            r"controller\.action_noise \(0\.1\) must be 0 in mode dream",
-        ),
-        (
             lambda p: p["mdnrnn"].update(seq_len=p["env"]["max_steps"] + 1),
             r"mdnrnn\.seq_len \(1001\) must be <= env\.max_steps",
         ),

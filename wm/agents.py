@@ -148,10 +148,6 @@ class Wrapper:
         wrapper.policy = moved
         return wrapper
 
-    def set_controllers(self, params):
-        """A world-model agent inside takes its controllers as it would alone (wm.executor)."""
-        self.policy.set_controllers(params)
-
 
 class Noisy(Wrapper):
     """`policy` with Gaussian noise of std `std` on its actions, each track's noise drawn from its

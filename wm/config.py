@@ -102,7 +102,6 @@ class ControllerConfig:
     population: int = _p(2, 100_000)
     rollouts: int = _p(1, 100_000)
     race: int = _p(0, 100_000)
-    action_noise: float = _p(0.0, 2.0)
     generations: int = _p(1, 1_000_000)
     sigma0: float = _p(1e-6, 100.0)
     dream_steps: int = _p(1, 100_000)
@@ -253,8 +252,6 @@ def _cross_check(params, source):
             f"{source}: controller.race ({c.race}) must be 0 or, in mode real, less than "
             f"controller.rollouts ({c.rollouts})"
         )
-    if c.action_noise and c.mode != "real":
-        raise UserError(f"{source}: controller.action_noise ({c.action_noise}) must be 0 in mode {c.mode}")
     it = params.iterate
     if params.collect.episodes + len(it.rounds) * it.episodes > SEED_BLOCK_SIZE:
         raise UserError(
