@@ -76,10 +76,8 @@ def controller_run(work, raw, seed, tracks):
     step("tools.quick_eval", str(tracks), "--backend", "gymnasium", "--out", "returns.json")
     returns = np.array(json.loads((work / "returns.json").read_text())["returns"])
     metrics = work / paths.CONTROLLER_METRICS["zh"]
-    rows = [line.split("\t") for line in (metrics / "fitness.tsv").read_text().splitlines()[1:]]
-    fitness = np.zeros((1 + max(int(g) for g, _, _ in rows), 1 + max(int(c) for _, c, _ in rows)))
-    for g, c, f in rows:
-        fitness[int(g), int(c)] = float(f)
+    rows = np.loadtxt(metrics / "fitness.tsv", skiprows=1, ndmin=2)  # generation, candidate, fitness
+    fitness = rows[:, 2].reshape(int(rows[:, 0].max()) + 1, -1)  # (generations, population)
     select = json.loads((metrics / "metrics.json").read_text()).get("select", {})
     return {
         "seed": seed,
