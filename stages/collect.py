@@ -23,12 +23,14 @@ def run():
     cfg = params.collect
     policy = build_policy(cfg.policy, action_noise=cfg.action_noise, ppo_fraction=cfg.ppo_fraction)
     timer = Timer("collect")
+    env = params.env
     with (
         atomic_dir(paths.ROLLOUTS) as out_dir,
-        make_executor(params.env.backend, params.env.max_steps, cfg.workers, params.threads) as executor,
+        # its policies act on the CPU (wm.agents), wherever the world model's run
+        make_executor(env.backend, env.max_steps, cfg.workers, params.threads, "cpu") as executor,
     ):
         seeds = track_seeds("collect", cfg.episodes)
-        rollouts = executor.collect(policy, seeds, params.env.batch_size, out_dir=out_dir, desc="collect")
+        rollouts = executor.collect(policy, seeds, env.batch_size, out_dir=out_dir, desc="collect")
     steps = sum(r.steps for r in rollouts)
     returns = [r.total_reward for r in rollouts]
     write_json(

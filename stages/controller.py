@@ -117,7 +117,7 @@ def run():
             executor = None
             if cfg.mode == "real" or cfg.watch_tracks:
                 executor = stack.enter_context(
-                    make_executor(env.backend, env.max_steps, cfg.workers, params.threads)
+                    make_executor(env.backend, env.max_steps, cfg.workers, params.threads, agent.device)
                 )
             if cfg.mode == "real":
                 first = controller_tracks(params, this.round)
@@ -221,7 +221,9 @@ def select_scores(params, this, agent, finalists):
         return score(this.generations, finalists)  # starts no generation drew
     start = controller_tracks(params, this.round) + this.generations * cfg.rollouts
     seeds = track_seeds("controller", cfg.select_tracks, start=start)
-    with make_executor(cfg.select_backend, env.max_steps, cfg.workers, params.threads) as executor:
+    with make_executor(
+        cfg.select_backend, env.max_steps, cfg.workers, params.threads, agent.device
+    ) as executor:
         return mean_returns(executor, agent, finalists, seeds, batch_size=env.batch_size, desc="select")
 
 

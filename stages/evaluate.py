@@ -108,7 +108,7 @@ def run():
     seconds = {}  # per policy
     results = {"test_seeds": seeds}
     for backend in dict.fromkeys(backend for _, _, backend in runs):  # one executor at a time
-        with make_executor(backend, params.env.max_steps, cfg.workers, params.threads) as executor:
+        with make_executor(backend, params.env.max_steps, cfg.workers, params.threads, device) as executor:
             for name, policy, _ in (run for run in runs if run[2] == backend):
                 started = timer.seconds
                 episodes = []

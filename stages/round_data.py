@@ -41,7 +41,9 @@ def run():
     out = paths.round_latents(n)
     timer = Timer(f"round_data@{n}")
     with atomic_dir(out) as out_dir, scratch_dir(out / "frames") as frames_dir:
-        with make_executor(env.backend, env.max_steps, params.collect.workers, params.threads) as executor:
+        with make_executor(
+            env.backend, env.max_steps, params.collect.workers, params.threads, device
+        ) as executor:
             rollouts = executor.collect(
                 agent, seeds, env.batch_size, out_dir=frames_dir, desc=f"round {n}: collect"
             )

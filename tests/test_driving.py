@@ -161,6 +161,22 @@ def test_worker_processes_drive_and_collect_as_this_process_does(backend, tmp_pa
 
 
 @pytest.mark.parametrize(
+    "device, workers, kind",
+    [
+        ("cpu", 2, ProcessExecutor),
+        ("cpu", 1, LocalExecutor),
+        ("cuda", 2, LocalExecutor),
+        ("cuda:1", 4, LocalExecutor),
+    ],
+)
+def test_without_wm_executor_the_cpu_drives_through_worker_processes(monkeypatch, device, workers, kind):
+    """A GPU's policy stays in this process: the workers would get CPU copies."""
+    monkeypatch.delenv("WM_EXECUTOR", raising=False)
+    with make_executor("envpool", 30, workers, 2, torch.device(device)) as executor:
+        assert type(executor) is kind
+
+
+@pytest.mark.parametrize(
     "variables, message",
     [
         ({"WM_EXECUTOR": "spark"}, "WM_EXECUTOR=spark: unknown executor (known: local, processes, ray)"),
@@ -172,7 +188,7 @@ def test_bad_executor_settings_are_named(monkeypatch, variables, message):
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        make_executor("envpool", 30, 2, 2)
+        make_executor("envpool", 30, 2, 2, "cpu")
 
 
 @pytest.mark.parametrize("z", ["mean", "sample"])

@@ -32,7 +32,9 @@ def timed_drive(kind, agent, seeds, backend, params):
     """(seconds, env steps, returns) of driving `seeds` through the executor `kind`, start-up included."""
     os.environ["WM_EXECUTOR"] = kind
     start = time.perf_counter()
-    with make_executor(backend, params.env.max_steps, params.evaluate.workers, params.threads) as executor:
+    with make_executor(
+        backend, params.env.max_steps, params.evaluate.workers, params.threads, "cpu"
+    ) as executor:
         rollouts = executor.drive(agent, seeds, params.env.batch_size, desc=kind)
     return time.perf_counter() - start, sum(r.steps for r in rollouts), [r.total_reward for r in rollouts]
 

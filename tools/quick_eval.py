@@ -44,7 +44,9 @@ def run():
         agent = load_agent(*load_world_model(params.vae.z_dim), inputs="z" if args.z_only else "zh")
     seeds = track_seeds(args.block, args.tracks)
     env = params.env
-    with make_executor(args.backend, env.max_steps, params.evaluate.workers, params.threads) as executor:
+    with make_executor(
+        args.backend, env.max_steps, params.evaluate.workers, params.threads, "cpu"
+    ) as executor:
         returns = [r.total_reward for r in executor.drive(agent, seeds, env.batch_size, desc=args.block)]
     summary = f"mean {np.mean(returns):.1f} +- {np.std(returns):.1f}, min {np.min(returns):.1f}"
     print(f"{args.tracks} {args.block} tracks ({args.backend}): {summary}")

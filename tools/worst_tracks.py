@@ -100,7 +100,9 @@ def scanned_returns(agent, params, tracks):
     of env.batch_size) on env.backend through the stages' executor."""
     seeds = track_seeds("validate", tracks)
     env = params.env
-    with make_executor(env.backend, env.max_steps, params.evaluate.workers, params.threads) as executor:
+    with make_executor(
+        env.backend, env.max_steps, params.evaluate.workers, params.threads, agent.device
+    ) as executor:
         driven = executor.drive(agent, seeds, env.batch_size, desc="validate")
     return seeds, np.array([r.total_reward for r in driven])
 

@@ -1,10 +1,11 @@
-"""Where the env-bound work runs: in this process (the default) or on a Ray cluster.
+"""Where the env-bound work runs: in worker processes of this machine, in this process, or on a
+Ray cluster.
 
-    with make_executor(backend, max_steps, workers, threads) as executor:
+    with make_executor(backend, max_steps, workers, threads, device) as executor:
         rollouts = executor.drive(policy, seeds, batch_size, controllers=None)
         rollouts = executor.collect(policy, seeds, batch_size, out_dir)
 
-One driving loop (wm.rollout.drive), two executors. Both cut the seeds into the batches drive()
+One driving loop (wm.rollout.drive), three executors. Both cut the seeds into the batches drive()
 forms (`batch_size` tracks at a time, in seed order, each with its own slice of `controllers`,
 one controller per episode, for CMA-ES), and a batch's results depend on nothing but the batch:
 its policy is reset for its tracks, its envs are seeded by them. So where a batch runs cannot
@@ -23,7 +24,11 @@ change what it gives, and the Ray executor puts the batches back in order.
 Chosen by the environment, not by params (where a stage runs does not change what it makes,
 so `dvc status` does not move when a user goes to a cluster):
 
-    WM_EXECUTOR=processes  use worker processes of this machine (default: local)
+    WM_EXECUTOR unset      `processes` where the models run on the CPU and `workers` >= 2 (faster:
+                           reports/scaling.json, reports/executor_speed_gymnasium.json), else
+                           `local` (on a GPU, the workers would get CPU copies)
+    WM_EXECUTOR=local      this process's vector env
+    WM_EXECUTOR=processes  worker processes of this machine
     WM_EXECUTOR=ray        use Ray
     RAY_ADDRESS=host:port  the cluster (Ray's own variable; unset: a Ray instance on this machine)
     WM_RAY_ACTORS=N        actors (default: the cluster's CPUs / WM_RAY_ACTOR_CPUS)
@@ -97,11 +102,12 @@ def _with_controllers(policy, controllers):
     return policy if controllers is None else Population(policy, controllers)
 
 
-def make_executor(backend, max_steps, workers, threads):
-    """The executor WM_EXECUTOR names, for envs of `backend` truncated after `max_steps` steps.
-    `workers`: the local vector env's threads or processes (a param); `threads`: the stage's torch
-    threads (the `threads` param), which Ray's actors keep too where they have the CPUs."""
-    kind = os.environ.get("WM_EXECUTOR", "local")
+def make_executor(backend, max_steps, workers, threads, device):
+    """The executor WM_EXECUTOR names (unset: default_executor), for envs of `backend` truncated
+    after `max_steps` steps. `workers`: the local vector env's threads or processes (a param);
+    `threads`: the stage's torch threads (the `threads` param), which Ray's actors keep too where
+    they have the CPUs; `device`: the torch device the stage's models run on."""
+    kind = os.environ.get("WM_EXECUTOR") or default_executor(device, workers)
     if kind == "local":
         return LocalExecutor(backend, max_steps, workers)
     if kind == "processes":
@@ -115,6 +121,12 @@ def make_executor(backend, max_steps, workers, threads):
             actor_cpus=_positive("WM_RAY_ACTOR_CPUS", 1),
         )
     raise UserError(f"WM_EXECUTOR={kind}: unknown executor (known: {', '.join(EXECUTORS)})")
+
+
+def default_executor(device, workers):
+    """Without WM_EXECUTOR: worker processes where the policy acts on the CPU and there are two
+    workers or more (while one's envs step another's policy acts), else this process."""
+    return "processes" if str(device).split(":")[0] == "cpu" and workers > 1 else "local"
 
 
 def _positive(name, default):
