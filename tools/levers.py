@@ -1,7 +1,7 @@
 """A controller lever against the CMA-ES seed spread: the controller stage run for several seeds with
 some params changed, on this workspace's trained V and M, each result driven on validate tracks:
 
-    python -m tools.levers NAME [--set controller.rollouts=8 ...] [--seeds 0 1 2] [--tracks 100]
+    python -m tools.levers NAME [--set controller.rollouts=8 ...] [--seeds 0 1 2] [--tracks 100] [--rounds R]
 
 For each seed, a scratch workspace gets this one's params.yaml with `seed` and the `--set` values
 changed, links to its models/vae.pt, models/mdnrnn.pt, data/latents (dream mode) and code, and runs
@@ -14,6 +14,12 @@ fitness and the finalists' selection; over the seeds: the mean, lowest
 and highest of the means, the mean std and the worst min; to
 `reports/levers/NAME.json` (runs already there are kept, not rerun). WM_EXECUTOR applies as in the
 stages. Not a test: each run is a controller stage's time.
+
+`--rounds R` then runs rounds 1..R of the paper's iterative procedure in the seed's workspace
+(its stages round_data, mdnrnn and controller with `iterate.rounds`: collect with the last agent
+plus noise, train M on on all the data, CMA-ES on from the last controller), each round's agent
+driven on the same validate tracks; a seed already in the report gets only the rounds it lacks,
+from its workspace's controller (so a lever's round is read against its own round 0).
 """
 
 import argparse
@@ -50,9 +56,8 @@ def with_values(raw, assignments):
     return raw
 
 
-def controller_run(work, raw, seed, tracks):
-    """Run the controller stage in `work` with params `raw` and CMA-ES seed `seed`, then drive its
-    controller on `tracks` validate tracks on gymnasium; the run's figures."""
+def prepared(work, raw, seed):
+    """`work` with params `raw` (CMA-ES seed `seed`) and links to this workspace's inputs and code."""
     params = dict(raw, seed=seed)
     parse_params(params, "params.yaml (with --set)")  # one line naming a bad key, before any work
     work.mkdir(parents=True, exist_ok=True)
@@ -65,27 +70,73 @@ def controller_run(work, raw, seed, tracks):
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink() and target.exists():
             link.symlink_to(target.resolve())
+    return work
 
-    def step(*command):
-        if subprocess.run([sys.executable, "-m", *command], cwd=work).returncode != 0:
-            raise UserError(f"{work}: python -m {' '.join(command)} failed (its output is above)")
 
+def step(work, *command):
+    if subprocess.run([sys.executable, "-m", *command], cwd=work).returncode != 0:
+        raise UserError(f"{work}: python -m {' '.join(command)} failed (its output is above)")
+
+
+def timed(work, *commands):
+    """Seconds to run `commands` (each a `python -m` argument list) one after another in `work`."""
     start = time.perf_counter()
-    step("stages.controller")
-    seconds = time.perf_counter() - start
-    step("tools.quick_eval", str(tracks), "--backend", "gymnasium", "--out", "returns.json")
+    for command in commands:
+        step(work, *command)
+    return time.perf_counter() - start
+
+
+def controller_run(work, raw, seed, tracks):
+    """Run the controller stage in `work` with params `raw` and CMA-ES seed `seed`, then drive its
+    controller on `tracks` validate tracks on gymnasium; the run's figures."""
+    seconds = timed(prepared(work, raw, seed), ["stages.controller"])
+    return {
+        "seed": seed,
+        "controller_seconds": round(seconds, 1),
+        **figures(work, paths.CONTROLLER_METRICS["zh"], tracks),
+    }
+
+
+def with_rounds(raw, n):
+    """params `raw` with rounds 1..n of the iterative procedure, each from the one before."""
+    rounds = {
+        str(k): {"models": str(paths.round_models(k - 1)), "data": str(paths.round_latents(k - 1))}
+        for k in range(1, n + 1)
+    }
+    return dict(raw, iterate=dict(raw["iterate"], rounds=rounds, agent=str(paths.round_models(n))))
+
+
+def round_run(work, raw, seed, n, tracks):
+    """Round `n` of the iterative procedure in `work` (whose controller stage, and rounds before
+    `n`, ran): collect with the last agent plus noise, M trained on on all the data, CMA-ES on from
+    the last controller (the `iterate` params); then its agent on `tracks` validate tracks."""
+    if not (work / paths.round_models(n - 1) / paths.CONTROLLER.name).exists():
+        raise UserError(f"{work}: round {n - 1}'s controller is not there (a fresh machine?); rerun the seed")
+    prepared(work, with_rounds(raw, n), seed)
+    seconds = timed(
+        work, *[[stage, str(n)] for stage in ("stages.round_data", "stages.mdnrnn", "stages.controller")]
+    )
+    return {
+        "round": n,
+        "seconds": round(seconds, 1),
+        **figures(work, paths.round_metrics(n) / "controller", tracks),
+    }
+
+
+def figures(work, metrics, tracks):
+    """The figures of the controller `work`'s params point at (quick_eval's: the last round's),
+    driven on `tracks` validate tracks on gymnasium; `metrics`: its CMA-ES run's dvclive directory."""
+    step(work, "tools.quick_eval", str(tracks), "--backend", "gymnasium", "--out", "returns.json")
     returns = np.array(json.loads((work / "returns.json").read_text())["returns"])
-    metrics = work / paths.CONTROLLER_METRICS["zh"]
+    metrics = work / metrics
     rows = np.loadtxt(metrics / "fitness.tsv", skiprows=1, ndmin=2)  # generation, candidate, fitness
     fitness = rows[:, 2].reshape(int(rows[:, 0].max()) + 1, -1)  # (generations, population)
     select = json.loads((metrics / "metrics.json").read_text()).get("select", {})
     return {
-        "seed": seed,
         "mean": round(float(returns.mean()), 1),
         "std": round(float(returns.std()), 1),
         "min": round(float(returns.min()), 1),
         "below_700": int((returns < 700).sum()),
-        "controller_seconds": round(seconds, 1),
         "returns": [round(float(r), 2) for r in returns],
         # per generation, the best and the mean fitness (the curves two levers of one seed part on)
         "generation_best": [round(float(f), 1) for f in fitness.max(1)],
@@ -101,6 +152,12 @@ def run():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tracks", type=int, default=100)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="then this many rounds of the iterative procedure (iterate.*) in each seed's workspace",
+    )
     args = parser.parse_args()
     for path in (paths.VAE, paths.MDNRNN):
         if not path.exists():
@@ -116,24 +173,31 @@ def run():
             f"{args.tracks}; choose another name"
         )
     for seed in args.seeds:
-        if str(seed) in report["runs"]:
-            continue
         work = SCRATCH / args.name / str(seed)
-        report["runs"][str(seed)] = controller_run(work, raw, seed, args.tracks)
-        runs = list(report["runs"].values())
-        means = [r["mean"] for r in runs]
-        report["over_seeds"] = {
-            "mean_of_means": round(float(np.mean(means)), 1),
-            "lowest_mean": min(means),
-            "highest_mean": max(means),
-            "mean_std": round(float(np.mean([r["std"] for r in runs])), 1),
-            "worst_min": min(r["min"] for r in runs),
-        }
-        write_json(out, report)
-        this = report["runs"][str(seed)]
-        print(
-            f"{args.name} seed {seed}: {this['mean']} +- {this['std']} (over seeds: {report['over_seeds']})"
-        )
+        if str(seed) not in report["runs"]:
+            report["runs"][str(seed)] = controller_run(work, raw, seed, args.tracks)
+            report["over_seeds"] = over_seeds(report["runs"].values())
+            write_json(out, report)
+            this, summary = report["runs"][str(seed)], report["over_seeds"]
+            print(f"{args.name} seed {seed}: {this['mean']} +- {this['std']} (over seeds: {summary})")
+        rounds = report["runs"][str(seed)].setdefault("rounds", [])
+        for n in range(len(rounds) + 1, args.rounds + 1):
+            rounds.append(round_run(work, raw, seed, n, args.tracks))
+            write_json(out, report)
+            print(f"{args.name} seed {seed} round {n}: {rounds[-1]['mean']} +- {rounds[-1]['std']}")
+
+
+def over_seeds(runs):
+    """The controller stage's runs (round 0) summed up over their seeds."""
+    runs = list(runs)
+    means = [r["mean"] for r in runs]
+    return {
+        "mean_of_means": round(float(np.mean(means)), 1),
+        "lowest_mean": min(means),
+        "highest_mean": max(means),
+        "mean_std": round(float(np.mean([r["std"] for r in runs])), 1),
+        "worst_min": min(r["min"] for r in runs),
+    }
 
 
 if __name__ == "__main__":

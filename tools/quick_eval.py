@@ -4,6 +4,8 @@ models/ and params.yaml:
 
     python -m tools.quick_eval 64 [--z-only | --ppo models/ppo.pt] [--backend gymnasium] [--block validate]
 
+The z+h agent is the last round's of iterate.rounds (models/ without rounds), as evaluate's.
+
 (`WM_EXECUTOR=processes` or `ray` drives them elsewhere, as the stages do: wm.executor.)
 
 The tracks come from the `validate` seed block, which no stage uses: choosing between levers on
@@ -41,7 +43,9 @@ def run():
     if args.ppo:
         agent = PPOPolicy(args.ppo)
     else:
-        agent = load_agent(*load_world_model(params.vae.z_dim), inputs="z" if args.z_only else "zh")
+        last = 0 if args.z_only else len(params.iterate.rounds)  # controller_z has no rounds
+        world_model = load_world_model(params.vae.z_dim, last)
+        agent = load_agent(*world_model, inputs="z" if args.z_only else "zh", round=last)
     seeds = track_seeds(args.block, args.tracks)
     env = params.env
     with make_executor(
