@@ -13,15 +13,18 @@ The reported returns are on gymnasium's CarRacing-v3, the reference, but for
 `controller_envpool`: the z+h controller on envpool's port of the same seeds, to show how far
 the faster backend's numbers can be trusted.
 
-Each batch of `env.batch_size` tracks of each row saves its returns when it finishes (JSON, in
-DVC's scratch directory), so a killed run resumes at the batch it was in: the batches are the
-ones an uninterrupted run drives, so the results are the same bytes.
+The rows of one env are driven as one stream of batches (wm.executor.drive_jobs), so that a
+worker that finishes a row's last, smaller batch goes on with the next row. Each batch of
+`env.batch_size` tracks of each row saves its returns when it and those before it are done
+(JSON, in DVC's scratch directory), so a killed run resumes with the batches it had not saved:
+the batches are the ones an uninterrupted run drives, so the results are the same bytes.
 
 outs: metrics/eval.json; metrics/eval_drive.mp4
 """
 
 import dataclasses
 import json
+from functools import partial
 
 import numpy as np
 
@@ -31,7 +34,7 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
-from wm.executor import make_executor
+from wm.executor import Job, make_executor
 from wm.io import Timer, resolve_device, run_fingerprint, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
@@ -105,27 +108,30 @@ def run():
     if done:
         print(f"resuming evaluate: {len(done)} batches already driven ({progress})", flush=True)
     size = params.env.batch_size
-    seconds = {}  # per policy
+    seconds = {}  # per env
     results = {"test_seeds": seeds}
+
+    def save(names, job, start, rollouts):  # job `job`'s batch from its episode `start` is done
+        done[names[job][start // size]] = [[r.total_reward, r.steps] for r in rollouts]
+        write_json(progress, {"key": key, "batches": done})
+
     for backend in dict.fromkeys(backend for _, _, backend in runs):  # one executor at a time
+        started = timer.seconds
+        rows = [(name, policy) for name, policy, b in runs if b == backend]
+        # per row, the batches still to drive; their seeds, re-cut by the executor, make the same
+        # batches (only a row's last batch can be smaller, and it stays last)
+        todo = [[s for s in range(0, len(seeds), size) if f"{name}/{s}" not in done] for name, _ in rows]
+        names = [[f"{name}/{s}" for s in starts] for (name, _), starts in zip(rows, todo)]
+        jobs = [
+            Job(policy, [seed for s in starts for seed in seeds[s : s + size]])
+            for (_, policy), starts in zip(rows, todo)
+        ]
         with make_executor(backend, params.env.max_steps, cfg.workers, params.threads, device) as executor:
-            for name, policy, _ in (run for run in runs if run[2] == backend):
-                started = timer.seconds
-                episodes = []
-                for start in range(0, len(seeds), size):  # the batches an uninterrupted run drives
-                    batch = f"{name}/{start}"
-                    if batch not in done:
-                        rollouts = executor.drive(
-                            policy,
-                            seeds[start : start + size],
-                            size,
-                            desc=f"evaluate {name} from track {start}",
-                        )
-                        done[batch] = [[r.total_reward, r.steps] for r in rollouts]
-                        write_json(progress, {"key": key, "batches": done})
-                    episodes += done[batch]
-                results[name] = summary(episodes)
-                seconds[f"{name}_seconds"] = round(timer.seconds - started, 1)
+            executor.drive_jobs(jobs, size, on_batch=partial(save, names), desc=f"evaluate on {backend}")
+        for name, _ in rows:
+            episodes = [e for s in range(0, len(seeds), size) for e in done[f"{name}/{s}"]]
+            results[name] = summary(episodes)
+        seconds[f"{backend}_seconds"] = round(timer.seconds - started, 1)
     with SingleEnv(params.env.max_steps, render_mode="rgb_array") as env:
         (video,) = drive(env, agent, seeds[:1], 1, render=True)
     write_mp4(paths.EVAL_VIDEO, video.renders, fps=50)

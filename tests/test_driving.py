@@ -19,7 +19,7 @@ from wm.agents import (
 from wm.controller import Controller
 from wm.env import BACKENDS, make_env
 from wm.errors import UserError
-from wm.executor import LocalExecutor, Population, ProcessExecutor, batches, make_executor
+from wm.executor import Job, LocalExecutor, Population, ProcessExecutor, batches, make_executor
 from wm.mdnrnn import MDNRNN
 from wm.rollout import drive
 from wm.vae import ConvVAE
@@ -158,6 +158,36 @@ def test_worker_processes_drive_and_collect_as_this_process_does(backend, tmp_pa
         runs[name] = ([(r.seed, r.total_reward, r.steps) for r in driven], files)
     assert runs["processes"] == runs["local"]  # the same batches, in the same order: the same bytes
     assert len(runs["local"][1]) == 3
+
+
+@pytest.mark.parametrize("kind", ["local", "processes"])
+def test_jobs_driven_together_give_what_each_gives_alone_and_hand_batches_over_in_order(kind):
+    torch.manual_seed(0)
+    vae, mdnrnn = ConvVAE(8).eval(), MDNRNN(8, hidden=16, mixtures=2).eval()
+    controller = Controller(8, 16)
+    params = np.random.default_rng(1).standard_normal((5, controller.size)).astype(np.float32)
+    agent = WorldModelAgent(vae, mdnrnn, controller)
+    jobs = [
+        Job(agent, [41, 42, 43], params[:3]),
+        Job(RandomPolicy(), [44, 45, 46]),
+        Job(agent, [47, 48], params[3:]),
+    ]
+    executor = (
+        LocalExecutor("envpool", 30, 2)
+        if kind == "local"
+        else ProcessExecutor("envpool", 30, processes=2, threads=2)
+    )
+    handed = []
+    with executor:
+        together = executor.drive_jobs(
+            jobs,
+            2,
+            on_batch=lambda job, start, rollouts: handed.append((job, start, [r.seed for r in rollouts])),
+        )
+        alone = [executor.drive(job.policy, job.seeds, 2, controllers=job.controllers) for job in jobs]
+    outcome = lambda runs: [[(r.seed, r.total_reward, r.steps) for r in rollouts] for rollouts in runs]  # noqa: E731
+    assert outcome(together) == outcome(alone)
+    assert handed == [(0, 0, [41, 42]), (0, 2, [43]), (1, 0, [44, 45]), (1, 2, [46]), (2, 0, [47, 48])]
 
 
 @pytest.mark.parametrize(

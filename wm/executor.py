@@ -3,13 +3,16 @@ Ray cluster.
 
     with make_executor(backend, max_steps, workers, threads, device) as executor:
         rollouts = executor.drive(policy, seeds, batch_size, controllers=None)
+        per_job = executor.drive_jobs([Job(policy, seeds), ...], batch_size, on_batch=None)
         rollouts = executor.collect(policy, seeds, batch_size, out_dir)
 
 One driving loop (wm.rollout.drive), three executors. Both cut the seeds into the batches drive()
 forms (`batch_size` tracks at a time, in seed order, each with its own slice of `controllers`,
 one controller per episode, for CMA-ES), and a batch's results depend on nothing but the batch:
 its policy is reset for its tracks, its envs are seeded by them. So where a batch runs cannot
-change what it gives, and the Ray executor puts the batches back in order.
+change what it gives, and the Ray executor puts the batches back in order. `drive_jobs` drives
+several policies' seeds at once, each job's seeds cut into batches as drive() cuts them: every
+job's batches are in flight together, so no worker idles at the end of a job's last batch.
 
 - `LocalExecutor`: one vector env in this process, the batches one after another.
 - `ProcessExecutor`: `workers` processes of this machine, each a DriveActor of one CPU (a vector
@@ -78,6 +81,15 @@ def _rows(controllers, start, count):
     return None if controllers is None else np.asarray(controllers[start : start + count], np.float32)
 
 
+class Job(NamedTuple):
+    """One policy's part of a drive_jobs(): its seeds and, for a world-model agent driving a
+    population, one controller per episode."""
+
+    policy: object
+    seeds: list
+    controllers: object = None  # (len(seeds), n_params) float32, or None
+
+
 class Population:
     """A world-model agent driving one controller per episode: `params` (E, n_params) for the E
     episodes of a drive(), in its order. drive() resets the policy once per batch, in seed order,
@@ -138,16 +150,38 @@ def _positive(name, default):
     return int(value)
 
 
-class LocalExecutor(Closing):
+class Drives:
+    """drive() as the one job of drive_jobs()."""
+
+    def drive(self, policy, seeds, batch_size, *, controllers=None, desc=None):
+        """Rollouts of `policy` on `seeds`, in seed order (wm.rollout.drive); `controllers`: one
+        controller per episode (E, n_params) for a world-model agent, or None."""
+        return self.drive_jobs([Job(policy, seeds, controllers)], batch_size, desc=desc)[0]
+
+
+class LocalExecutor(Drives, Closing):
     """The batches one after another through one vector env in this process."""
 
     def __init__(self, backend, max_steps, workers):
         self.venv = make_vector_env(backend, max_steps, workers)
 
-    def drive(self, policy, seeds, batch_size, *, controllers=None, desc=None):
-        """Rollouts of `policy` on `seeds`, in seed order (wm.rollout.drive); `controllers`: one
-        controller per episode (E, n_params) for a world-model agent, or None."""
-        return drive(self.venv, _with_controllers(policy, controllers), seeds, batch_size, desc=desc)
+    def drive_jobs(self, jobs, batch_size, *, on_batch=None, desc=None):
+        """Each Job's Rollouts, in seed order, in job order; `on_batch(job, start, rollouts)` after
+        each batch (`start`: its first episode's index in the job), in job then batch order."""
+        results = []
+        with tqdm(
+            total=sum(len(job.seeds) for job in jobs), desc=desc, unit="ep", disable=desc is None
+        ) as bar:
+            for j, job in enumerate(jobs):
+                results.append([])
+                for batch in batches(job.seeds, batch_size, job.controllers):
+                    policy = _with_controllers(job.policy, batch.controllers)
+                    rollouts = drive(self.venv, policy, batch.seeds, len(batch.seeds))
+                    if on_batch is not None:
+                        on_batch(j, batch.start, rollouts)
+                    results[-1] += rollouts
+                    bar.update(len(rollouts))
+        return results
 
     def collect(self, policy, seeds, batch_size, *, out_dir, desc=None):
         """Drive and record one episode per seed into out_dir (wm.rollout.collect)."""
@@ -193,48 +227,69 @@ class DriveActor:
         return ray.get_runtime_context().get_node_id()
 
 
-class _Dispatching(Closing):
+class _Dispatching(Drives, Closing):
     """Batches to workers: each batch to whichever worker is free, the results in batch order.
     A subclass ships a policy once (`_ship(policy)` -> its key), starts a batch on a worker
     (`_submit`), waits for any started batch (`_wait_any(handles)` -> a finished one) and takes
     its result (`_result(handle)` -> (rollouts, files), or a UserError)."""
 
-    def _run(self, policy, work, record, desc, on_result):
-        """Run every batch of `work`, the next one to whichever worker is free; call
-        `on_result(batch, rollouts, files)` in batch order. Returns the Rollouts in seed order."""
-        key = self._ship(policy)
+    def _run(self, work, record, desc, on_result):
+        """Run every (policy key, Batch) of `work`, the next one to whichever worker is free; call
+        `on_result(index, rollouts, files)` in the order of `work`. Returns each one's Rollouts."""
         done, waiting, pending = {}, list(range(len(work))), {}
         idle = list(self.workers)
         results, next_out = [], 0
-        with tqdm(total=sum(len(b.seeds) for b in work), desc=desc, unit="ep", disable=desc is None) as bar:
+        with tqdm(
+            total=sum(len(b.seeds) for _, b in work), desc=desc, unit="ep", disable=desc is None
+        ) as bar:
             while next_out < len(work):
                 while idle and waiting:
                     index, worker = waiting.pop(0), idle.pop(0)
-                    pending[self._submit(worker, key, work[index], record)] = (index, worker)
+                    pending[self._submit(worker, *work[index], record)] = (index, worker)
                 handle = self._wait_any(list(pending))
                 index, worker = pending.pop(handle)
                 idle.append(worker)
                 done[index] = self._result(handle, f"batch {index + 1} of {len(work)}")
-                bar.update(len(work[index].seeds))
+                bar.update(len(work[index][1].seeds))
                 while next_out in done:  # in order, whatever order the batches finished in
                     rollouts, files = done.pop(next_out)
                     if on_result is not None:
-                        on_result(work[next_out], rollouts, files)
-                    results += rollouts
+                        on_result(next_out, rollouts, files)
+                    results.append(rollouts)
                     next_out += 1
         return results
 
-    def drive(self, policy, seeds, batch_size, *, controllers=None, desc=None):
-        return self._run(policy, batches(seeds, batch_size, controllers), False, desc, None)
+    def drive_jobs(self, jobs, batch_size, *, on_batch=None, desc=None):
+        """Each Job's Rollouts, in seed order, in job order, every job's batches queued at once;
+        `on_batch(job, start, rollouts)` as each batch is done and those before it (`start`: its
+        first episode's index in the job), in job then batch order."""
+        work = [
+            (self._ship(job.policy), batch, j)
+            for j, job in enumerate(jobs)
+            for batch in batches(job.seeds, batch_size, job.controllers)
+        ]
+
+        def handed(index, rollouts, _):
+            _, batch, j = work[index]
+            if on_batch is not None:
+                on_batch(j, batch.start, rollouts)
+
+        driven = self._run([(key, batch) for key, batch, _ in work], False, desc, handed)
+        results = [[] for _ in jobs]
+        for (_, _, j), rollouts in zip(work, driven):
+            results[j] += rollouts
+        return results
 
     def collect(self, policy, seeds, batch_size, *, out_dir, desc=None):
         from wm.episodes import episode_name, write_file
 
-        def write(batch, rollouts, files):
-            for i, data in enumerate(files):
-                write_file(out_dir / episode_name(batch.start + i), data)
+        key, work = self._ship(policy), batches(seeds, batch_size)
 
-        return self._run(policy, batches(seeds, batch_size), True, desc, write)
+        def write(index, rollouts, files):
+            for i, data in enumerate(files):
+                write_file(out_dir / episode_name(work[index].start + i), data)
+
+        return [r for rollouts in self._run([(key, b) for b in work], True, desc, write) for r in rollouts]
 
 
 def _cpu_copy(policy):
