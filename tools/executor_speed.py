@@ -1,12 +1,13 @@
 """The trained controller driving N validate tracks through each executor of this machine, side by
 side in one run (the executors take turns, so a machine whose speed drifts slows them alike):
 
-    python -m tools.executor_speed 64 --backend gymnasium --repeats 3 --out reports/executor_speed.json
+    python -m tools.executor_speed 64 --backend gymnasium --repeats 3 [--rows K] --out reports/speed.json
 
 `local` (the stage's own vector env: `evaluate.workers` env processes or threads, the policy in this
 process) and `processes` (`evaluate.workers` worker processes of one CPU each, each with its own
 env and policy: wm.executor.ProcessExecutor), each made as the stages make it, its start-up
-included, the tracks in batches of `env.batch_size` as evaluate drives them. Per executor: the
+included, the tracks in batches of `env.batch_size` as evaluate drives them; with `--rows K`, K
+rows of them as one stream (wm.executor.drive_jobs), as evaluate drives its rows. Per executor: the
 median seconds and env steps per second; the ratio processes / local; and whether every track's
 return came out the same (it must: where it runs is not what it makes). Not a test.
 """
@@ -21,21 +22,23 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import BACKENDS, track_seeds
 from wm.errors import UserError, main
-from wm.executor import make_executor
+from wm.executor import Job, make_executor
 from wm.io import write_json
 from wm.world_model import load_agent, load_world_model
 
 EXECUTORS = ("local", "processes")
 
 
-def timed_drive(kind, agent, seeds, backend, params):
-    """(seconds, env steps, returns) of driving `seeds` through the executor `kind`, start-up included."""
+def timed_drive(kind, agent, seeds, backend, params, rows):
+    """(seconds, env steps, returns) of driving `seeds` `rows` times, as evaluate drives its rows,
+    through the executor `kind`, start-up included."""
     os.environ["WM_EXECUTOR"] = kind
     start = time.perf_counter()
     with make_executor(
         backend, params.env.max_steps, params.evaluate.workers, params.threads, "cpu"
     ) as executor:
-        rollouts = executor.drive(agent, seeds, params.env.batch_size, desc=kind)
+        jobs = [Job(agent, seeds)] * rows
+        rollouts = [r for row in executor.drive_jobs(jobs, params.env.batch_size, desc=kind) for r in row]
     return time.perf_counter() - start, sum(r.steps for r in rollouts), [r.total_reward for r in rollouts]
 
 
@@ -45,6 +48,9 @@ def run():
     parser.add_argument("tracks", type=int)
     parser.add_argument("--backend", choices=BACKENDS, default="gymnasium")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rows", type=int, default=1, help="drive the tracks this many times, as evaluate's rows"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     params = load_params()
@@ -54,7 +60,7 @@ def run():
     runs = {kind: [] for kind in EXECUTORS}
     for _ in range(args.repeats):
         for kind in EXECUTORS:
-            runs[kind].append(timed_drive(kind, agent, seeds, args.backend, params))
+            runs[kind].append(timed_drive(kind, agent, seeds, args.backend, params, args.rows))
     returns = {tuple(returns) for kind in EXECUTORS for _, _, returns in runs[kind]}
     if len(returns) != 1:
         raise UserError("the executors drove the same tracks to different returns")
@@ -73,6 +79,7 @@ def run():
     report["setup"] = {
         "backend": args.backend,
         "tracks": args.tracks,
+        "rows": args.rows,
         "batch_size": params.env.batch_size,
         "workers": params.evaluate.workers,
         "threads": params.threads,
@@ -81,7 +88,7 @@ def run():
     }
     write_json(args.out, report)
     print(
-        f"{args.tracks} tracks on {args.backend}: local {report['local']['median_seconds']} s, "
+        f"{args.rows} x {args.tracks} tracks on {args.backend}: local {report['local']['median_seconds']} s, "
         f"processes {report['processes']['median_seconds']} s (ratio {report['processes_over_local']})"
     )
 
