@@ -12,7 +12,7 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
-from wm.executor import make_executor
+from wm.executor import batch_count, make_executor
 from wm.io import Timer, atomic_dir, write_json
 
 
@@ -27,7 +27,14 @@ def run():
     with (
         atomic_dir(paths.ROLLOUTS) as out_dir,
         # its policies act on the CPU (wm.agents), wherever the world model's run
-        make_executor(env.backend, env.max_steps, cfg.workers, params.threads, "cpu") as executor,
+        make_executor(
+            env.backend,
+            env.max_steps,
+            cfg.workers,
+            params.threads,
+            device="cpu",
+            batches=batch_count(cfg.episodes, env.batch_size),
+        ) as executor,
     ):
         seeds = track_seeds("collect", cfg.episodes)
         rollouts = executor.collect(policy, seeds, env.batch_size, out_dir=out_dir, desc="collect")

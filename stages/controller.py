@@ -37,7 +37,7 @@ from wm.dream import dream_starts
 from wm.env import track_seeds
 from wm.errors import main
 from wm.evolve import DreamScore, Progress, RealScore, evolve, mean_returns
-from wm.executor import make_executor
+from wm.executor import batch_count, make_executor
 from wm.io import Timer, open_live, resolve_device, run_fingerprint, write_tsv
 from wm.world_model import WorldModelAgent, input_moments, load_world_model
 
@@ -115,9 +115,19 @@ def run():
     with open_live(this.metrics) as live:
         with ExitStack() as stack:  # the real env, if anything drives it while CMA-ES runs
             executor = None
-            if cfg.mode == "real" or cfg.watch_tracks:
+            # a generation's (first) drive: every candidate's tracks (racing: its first `race`),
+            # or the watched candidate's
+            episodes = cfg.population * (cfg.race or cfg.rollouts) if cfg.mode == "real" else cfg.watch_tracks
+            if episodes:
                 executor = stack.enter_context(
-                    make_executor(env.backend, env.max_steps, cfg.workers, params.threads, agent.device)
+                    make_executor(
+                        env.backend,
+                        env.max_steps,
+                        cfg.workers,
+                        params.threads,
+                        device=agent.device,
+                        batches=batch_count(episodes, env.batch_size),
+                    )
                 )
             if cfg.mode == "real":
                 first = controller_tracks(params, this.round)
@@ -222,7 +232,12 @@ def select_scores(params, this, agent, finalists):
     start = controller_tracks(params, this.round) + this.generations * cfg.rollouts
     seeds = track_seeds("controller", cfg.select_tracks, start=start)
     with make_executor(
-        cfg.select_backend, env.max_steps, cfg.workers, params.threads, agent.device
+        cfg.select_backend,
+        env.max_steps,
+        cfg.workers,
+        params.threads,
+        device=agent.device,
+        batches=batch_count(len(finalists) * len(seeds), env.batch_size),
     ) as executor:
         return mean_returns(executor, agent, finalists, seeds, batch_size=env.batch_size, desc="select")
 

@@ -34,7 +34,7 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import main
-from wm.executor import Job, make_executor
+from wm.executor import Job, batch_count, make_executor
 from wm.io import Timer, resolve_device, run_fingerprint, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
@@ -126,7 +126,10 @@ def run():
             Job(policy, [seed for s in starts for seed in seeds[s : s + size]])
             for (_, policy), starts in zip(rows, todo)
         ]
-        with make_executor(backend, params.env.max_steps, cfg.workers, params.threads, device) as executor:
+        count = sum(batch_count(len(job.seeds), size) for job in jobs)
+        with make_executor(
+            backend, params.env.max_steps, cfg.workers, params.threads, device=device, batches=count
+        ) as executor:
             executor.drive_jobs(jobs, size, on_batch=partial(save, names), desc=f"evaluate on {backend}")
         for name, _ in rows:
             episodes = [e for s in range(0, len(seeds), size) for e in done[f"{name}/{s}"]]

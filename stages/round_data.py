@@ -19,7 +19,7 @@ from wm.config import load_params, parse_round
 from wm.env import track_seeds
 from wm.episodes import episode_name, list_files
 from wm.errors import UserError, main
-from wm.executor import make_executor
+from wm.executor import batch_count, make_executor
 from wm.io import Timer, atomic_dir, resolve_device, scratch_dir, write_json
 from wm.vae import encode_episode
 from wm.world_model import load_agent, load_world_model
@@ -42,7 +42,12 @@ def run():
     timer = Timer(f"round_data@{n}")
     with atomic_dir(out) as out_dir, scratch_dir(out / "frames") as frames_dir:
         with make_executor(
-            env.backend, env.max_steps, params.collect.workers, params.threads, device
+            env.backend,
+            env.max_steps,
+            params.collect.workers,
+            params.threads,
+            device=device,
+            batches=batch_count(len(seeds), env.batch_size),
         ) as executor:
             rollouts = executor.collect(
                 agent, seeds, env.batch_size, out_dir=frames_dir, desc=f"round {n}: collect"

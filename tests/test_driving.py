@@ -191,18 +191,23 @@ def test_jobs_driven_together_give_what_each_gives_alone_and_hand_batches_over_i
 
 
 @pytest.mark.parametrize(
-    "device, workers, kind",
+    "device, workers, batches, kind",
     [
-        ("cpu", 2, ProcessExecutor),
-        ("cpu", 1, LocalExecutor),
-        ("cuda", 2, LocalExecutor),
-        ("cuda:1", 4, LocalExecutor),
+        ("cpu", 2, 2, ProcessExecutor),
+        ("cpu", 2, 5, ProcessExecutor),
+        ("cpu", 2, 1, LocalExecutor),
+        ("cpu", 1, 4, LocalExecutor),
+        ("cuda", 2, 4, LocalExecutor),
+        ("cuda:1", 4, 8, LocalExecutor),
     ],
 )
-def test_without_wm_executor_the_cpu_drives_through_worker_processes(monkeypatch, device, workers, kind):
-    """A GPU's policy stays in this process: the workers would get CPU copies."""
+def test_without_wm_executor_the_cpu_drives_through_worker_processes(
+    monkeypatch, device, workers, batches, kind
+):
+    """Where each worker gets a batch. A GPU's policy stays in this process (the workers would get
+    CPU copies), and so does a drive of one batch (one worker's one CPU, against all of them)."""
     monkeypatch.delenv("WM_EXECUTOR", raising=False)
-    with make_executor("envpool", 30, workers, 2, torch.device(device)) as executor:
+    with make_executor("envpool", 30, workers, 2, device=torch.device(device), batches=batches) as executor:
         assert type(executor) is kind
 
 
@@ -218,7 +223,7 @@ def test_bad_executor_settings_are_named(monkeypatch, variables, message):
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        make_executor("envpool", 30, 2, 2, "cpu")
+        make_executor("envpool", 30, 2, 2, device="cpu", batches=2)
 
 
 @pytest.mark.parametrize("z", ["mean", "sample"])

@@ -34,9 +34,10 @@ def timed_drive(kind, agent, seeds, backend, params, rows):
     through the executor `kind`, start-up included."""
     os.environ["WM_EXECUTOR"] = kind
     start = time.perf_counter()
+    workers = params.evaluate.workers
     with make_executor(
-        backend, params.env.max_steps, params.evaluate.workers, params.threads, "cpu"
-    ) as executor:
+        backend, params.env.max_steps, workers, params.threads, device="cpu", batches=workers
+    ) as executor:  # WM_EXECUTOR names the executor
         jobs = [Job(agent, seeds)] * rows
         rollouts = [r for row in executor.drive_jobs(jobs, params.env.batch_size, desc=kind) for r in row]
     return time.perf_counter() - start, sum(r.steps for r in rollouts), [r.total_reward for r in rollouts]

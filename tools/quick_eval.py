@@ -23,7 +23,7 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import BACKENDS, track_seeds
 from wm.errors import main
-from wm.executor import make_executor
+from wm.executor import batch_count, make_executor
 from wm.io import write_json
 from wm.world_model import load_agent, load_world_model
 
@@ -49,7 +49,12 @@ def run():
     seeds = track_seeds(args.block, args.tracks)
     env = params.env
     with make_executor(
-        args.backend, env.max_steps, params.evaluate.workers, params.threads, "cpu"
+        args.backend,
+        env.max_steps,
+        params.evaluate.workers,
+        params.threads,
+        device="cpu",
+        batches=batch_count(len(seeds), env.batch_size),
     ) as executor:
         returns = [r.total_reward for r in executor.drive(agent, seeds, env.batch_size, desc=args.block)]
     summary = f"mean {np.mean(returns):.1f} +- {np.std(returns):.1f}, min {np.min(returns):.1f}"

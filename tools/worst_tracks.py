@@ -24,7 +24,7 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
 from wm.errors import UserError, main
-from wm.executor import make_executor
+from wm.executor import batch_count, make_executor
 from wm.io import resolve_device, write_json
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
@@ -101,7 +101,12 @@ def scanned_returns(agent, params, tracks):
     seeds = track_seeds("validate", tracks)
     env = params.env
     with make_executor(
-        env.backend, env.max_steps, params.evaluate.workers, params.threads, agent.device
+        env.backend,
+        env.max_steps,
+        params.evaluate.workers,
+        params.threads,
+        device=agent.device,
+        batches=batch_count(len(seeds), env.batch_size),
     ) as executor:
         driven = executor.drive(agent, seeds, env.batch_size, desc="validate")
     return seeds, np.array([r.total_reward for r in driven])

@@ -1,7 +1,7 @@
 """Where the env-bound work runs: in worker processes of this machine, in this process, or on a
 Ray cluster.
 
-    with make_executor(backend, max_steps, workers, threads, device) as executor:
+    with make_executor(backend, max_steps, workers, threads, device=device, batches=n) as executor:
         rollouts = executor.drive(policy, seeds, batch_size, controllers=None)
         per_job = executor.drive_jobs([Job(policy, seeds), ...], batch_size, on_batch=None)
         rollouts = executor.collect(policy, seeds, batch_size, out_dir)
@@ -27,9 +27,10 @@ job's batches are in flight together, so no worker idles at the end of a job's l
 Chosen by the environment, not by params (where a stage runs does not change what it makes,
 so `dvc status` does not move when a user goes to a cluster):
 
-    WM_EXECUTOR unset      `processes` where the models run on the CPU and `workers` >= 2 (faster:
-                           reports/scaling.json, reports/executor_speed_gymnasium.json), else
-                           `local` (on a GPU, the workers would get CPU copies)
+    WM_EXECUTOR unset      `processes` where the models run on the CPU and a drive has batches
+                           for 2+ `workers` (faster: reports/scaling.json,
+                           reports/executor_speed_gymnasium.json), else `local` (on a GPU the
+                           workers would get CPU copies; one batch would get one CPU)
     WM_EXECUTOR=local      this process's vector env
     WM_EXECUTOR=processes  worker processes of this machine
     WM_EXECUTOR=ray        use Ray
@@ -114,12 +115,13 @@ def _with_controllers(policy, controllers):
     return policy if controllers is None else Population(policy, controllers)
 
 
-def make_executor(backend, max_steps, workers, threads, device):
+def make_executor(backend, max_steps, workers, threads, *, device, batches):
     """The executor WM_EXECUTOR names (unset: default_executor), for envs of `backend` truncated
     after `max_steps` steps. `workers`: the local vector env's threads or processes (a param);
     `threads`: the stage's torch threads (the `threads` param), which Ray's actors keep too where
-    they have the CPUs; `device`: the torch device the stage's models run on."""
-    kind = os.environ.get("WM_EXECUTOR") or default_executor(device, workers)
+    they have the CPUs; `device`: the torch device the stage's policy acts on; `batches`: how
+    many batches its drives hold (batch_count)."""
+    kind = os.environ.get("WM_EXECUTOR") or default_executor(device, workers, batches)
     if kind == "local":
         return LocalExecutor(backend, max_steps, workers)
     if kind == "processes":
@@ -135,10 +137,17 @@ def make_executor(backend, max_steps, workers, threads, device):
     raise UserError(f"WM_EXECUTOR={kind}: unknown executor (known: {', '.join(EXECUTORS)})")
 
 
-def default_executor(device, workers):
-    """Without WM_EXECUTOR: worker processes where the policy acts on the CPU and there are two
-    workers or more (while one's envs step another's policy acts), else this process."""
-    return "processes" if str(device).split(":")[0] == "cpu" and workers > 1 else "local"
+def default_executor(device, workers, batches):
+    """Without WM_EXECUTOR: worker processes where the policy acts on the CPU and the drives have
+    a batch for each of two workers or more (while one's envs step, another's policy acts), else
+    this process: a GPU's policy would go to the workers as CPU copies, and a drive of one batch
+    would run on one worker's one CPU where this process's vector env has them all."""
+    return "processes" if str(device).split(":")[0] == "cpu" and 1 < workers <= batches else "local"
+
+
+def batch_count(episodes, batch_size):
+    """How many batches drive() cuts `episodes` episodes into."""
+    return -(-episodes // batch_size)
 
 
 def _positive(name, default):
