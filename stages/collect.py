@@ -26,7 +26,7 @@ def run():
     env = params.env
     with (
         atomic_dir(paths.ROLLOUTS) as out_dir,
-        # its policies act on the CPU (wm.agents), wherever the world model's run
+        # its policies (wm.agents: PPO, random) act on the CPU, whatever the `device` param
         make_executor(
             env.backend,
             env.max_steps,

@@ -6,7 +6,7 @@ Ray cluster.
         per_job = executor.drive_jobs([Job(policy, seeds), ...], batch_size, on_batch=None)
         rollouts = executor.collect(policy, seeds, batch_size, out_dir)
 
-One driving loop (wm.rollout.drive), three executors. Both cut the seeds into the batches drive()
+One driving loop (wm.rollout.drive), three executors. Each cuts the seeds into the batches drive()
 forms (`batch_size` tracks at a time, in seed order, each with its own slice of `controllers`,
 one controller per episode, for CMA-ES), and a batch's results depend on nothing but the batch:
 its policy is reset for its tracks, its envs are seeded by them. So where a batch runs cannot
