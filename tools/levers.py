@@ -20,10 +20,13 @@ stages. Not a test: each run is a controller stage's time.
 plus noise, train M on on all the data, CMA-ES on from the last controller), each round's agent
 driven on the same validate tracks; a seed already in the report gets only the rounds it lacks,
 from its workspace's controller (so a lever's round is read against its own round 0).
+`--evolve-only` makes those rounds the control: iterate.generations more CMA-ES generations on the
+last M, no episode collected, M not trained (a workspace does one kind of round or the other).
 """
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -106,18 +109,25 @@ def with_rounds(raw, n):
     return dict(raw, iterate=dict(raw["iterate"], rounds=rounds, agent=str(paths.round_models(n))))
 
 
-def round_run(work, raw, seed, n, tracks):
+def round_run(work, raw, seed, n, tracks, evolve_only=False):
     """Round `n` of the iterative procedure in `work` (whose controller stage, and rounds before
     `n`, ran): collect with the last agent plus noise, M trained on on all the data, CMA-ES on from
-    the last controller (the `iterate` params); then its agent on `tracks` validate tracks."""
+    the last controller (the `iterate` params); then its agent on `tracks` validate tracks.
+    `evolve_only`: the CMA-ES generations alone, on the last round's M (no episode collected, M
+    not trained): the control for what a round's data give."""
     if not (work / paths.round_models(n - 1) / paths.CONTROLLER.name).exists():
         raise UserError(f"{work}: round {n - 1}'s controller is not there (a fresh machine?); rerun the seed")
     prepared(work, with_rounds(raw, n), seed)
-    seconds = timed(
-        work, *[[stage, str(n)] for stage in ("stages.round_data", "stages.mdnrnn", "stages.controller")]
-    )
+    stages = ["stages.round_data", "stages.mdnrnn", "stages.controller"]
+    if evolve_only:
+        stages = stages[-1:]
+        mdnrnn = work / paths.round_models(n) / paths.MDNRNN.name
+        mdnrnn.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / paths.round_models(n - 1) / paths.MDNRNN.name, mdnrnn)
+    seconds = timed(work, *[[stage, str(n)] for stage in stages])
     return {
         "round": n,
+        "evolve_only": evolve_only,
         "seconds": round(seconds, 1),
         **figures(work, paths.round_metrics(n) / "controller", tracks),
     }
@@ -158,6 +168,11 @@ def run():
         default=0,
         help="then this many rounds of the iterative procedure (iterate.*) in each seed's workspace",
     )
+    parser.add_argument(
+        "--evolve-only",
+        action="store_true",
+        help="rounds of CMA-ES generations alone, on the last M (the control for a round's data)",
+    )
     args = parser.parse_args()
     for path in (paths.VAE, paths.MDNRNN):
         if not path.exists():
@@ -181,8 +196,11 @@ def run():
             this, summary = report["runs"][str(seed)], report["over_seeds"]
             print(f"{args.name} seed {seed}: {this['mean']} +- {this['std']} (over seeds: {summary})")
         rounds = report["runs"][str(seed)].setdefault("rounds", [])
+        if any(r.get("evolve_only", False) != args.evolve_only for r in rounds):
+            kind = "evolve-only" if not args.evolve_only else "full"
+            raise UserError(f"{out}: seed {seed} has {kind} rounds; one kind per lever (choose another name)")
         for n in range(len(rounds) + 1, args.rounds + 1):
-            rounds.append(round_run(work, raw, seed, n, args.tracks))
+            rounds.append(round_run(work, raw, seed, n, args.tracks, args.evolve_only))
             write_json(out, report)
             print(f"{args.name} seed {seed} round {n}: {rounds[-1]['mean']} +- {rounds[-1]['std']}")
 
