@@ -2,10 +2,15 @@
 MDN-RNN's dream; both are written side by side as an H.264 video: the real drive as the env
 renders it to the agent (96x96, not the model's 64x64), the dream as the VAE decodes it.
 How long they stay alike: per step, the overlap of their road pixels (wm.dream.road_agreement);
-`alike_steps`, the steps before it first falls below ALIKE.
+`alike_steps`, the steps before it first falls below ALIKE. And, per CMA-ES generation of the
+controller stage and of each round after it, the best candidate's fitness beside its real return on
+the watched validate tracks (controller.watch_tracks): in dream mode, what the dream promised against
+what the car did (dvc.yaml's plot dream_vs_real), and how well the one foretells the other.
 
-outs: metrics/dream.mp4; metrics/dream.json
+outs: metrics/dream.mp4; metrics/dream.json; metrics/dream_vs_real.tsv
 """
+
+from pathlib import Path
 
 import numpy as np
 
@@ -14,8 +19,8 @@ from wm.compute import use_threads
 from wm.config import load_params
 from wm.dream import dream_rollout, road_agreement
 from wm.env import prepare_frame, track_seeds
-from wm.errors import main
-from wm.io import Timer, resolve_device, write_json
+from wm.errors import UserError, main
+from wm.io import Timer, resolve_device, write_json, write_tsv
 from wm.rollout import drive
 from wm.vector_env import SingleEnv
 from wm.video import side_by_side, write_mp4
@@ -23,6 +28,28 @@ from wm.world_model import load_agent, load_world_model
 
 VIDEO_HEIGHT = 384  # the 96x96 real frames x 4, the 64x64 dream x 6
 ALIKE = 0.5  # road overlap below which the dream no longer shows the real road
+GENERATIONS = Path("metrics/dream_vs_real.tsv")
+
+
+def generations(rounds):
+    """Rows (generation, round, fitness, real) for every CMA-ES generation of the controller stage
+    and then of rounds 1..`rounds` (numbered on across them), from their dvclive logs: the best
+    candidate's fitness (its dream score in dream mode, its tracks' mean in real mode) and its
+    mean return on the watched validate tracks ("" without controller.watch_tracks)."""
+    rows = []
+    for n in range(rounds + 1):
+        logs = (
+            paths.round_metrics(n) / "controller" if n else paths.CONTROLLER_METRICS["zh"]
+        ) / "plots/metrics"
+        stage = f"round_controller@{n}" if n else "controller"
+        if not (logs / "generation/best.tsv").exists():
+            raise UserError(f"{logs / 'generation/best.tsv'}: not found (dvc repro {stage})")
+        best = np.loadtxt(logs / "generation/best.tsv", skiprows=1, ndmin=2)[:, 1]
+        watched = logs / "watch/real.tsv"
+        real = np.loadtxt(watched, skiprows=1, ndmin=2)[:, 1] if watched.exists() else [None] * len(best)
+        for f, r in zip(best, real):
+            rows.append((len(rows), n, round(float(f), 2), "" if r is None else round(float(r), 2)))
+    return rows
 
 
 def real_drive(agent, seed, max_steps, steps):
@@ -73,6 +100,8 @@ def run():
     agreement = road_agreement([prepare_frame(frame) for frame in real], dream)
     video = [side_by_side(frame, dreamt, height=VIDEO_HEIGHT) for frame, dreamt in zip(real, dream)]
     write_mp4(paths.DREAM_VIDEO, video, fps=30)
+    rows = generations(last)
+    watched = np.array([(fitness, real) for *_, fitness, real in rows if real != ""]).reshape(-1, 2)
     write_json(
         paths.DREAM_METRICS,
         {
@@ -85,8 +114,14 @@ def run():
             "max_done_probability": round(float(np.max(dones)), 4),
             "road_agreement": round(float(agreement.mean()), 4),
             "alike_steps": int(np.argmax(agreement < ALIKE)) if (agreement < ALIKE).any() else len(agreement),
+            # over the watched generations: does the best's fitness foretell its real return?
+            "generations_watched": len(watched),
+            "fitness_real_correlation": (
+                round(float(np.corrcoef(watched.T)[0, 1]), 3) if len(watched) > 2 else None
+            ),
         },
     )
+    write_tsv(GENERATIONS, ["generation", "round", "fitness", "real"], rows)
     timer.save()
 
 

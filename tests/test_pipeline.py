@@ -61,6 +61,14 @@ def test_repro_makes_every_output_and_metric(repo):
     for video in ("metrics/eval_drive.mp4", "metrics/dream.mp4"):
         assert b"ftyp" in (repo / video).read_bytes()[:16] and b"avc1" in (repo / video).read_bytes()
     assert (repo / "metrics/vae_reconstruction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the plot of each CMA-ES generation's best: its fitness, and no watched return (watch_tracks 0)
+    plots = json.loads(run(repo, "dvc", "plots", "show", "--json").stdout)
+    assert "errors" not in plots, plots["errors"]
+    points = plots["data"]["dream_vs_real"][0]["content"]["data"]["values"]
+    fitness = [float(p["fitness"]) for p in points if p["field"] == "fitness"]
+    best = np.loadtxt(repo / "metrics/controller/plots/metrics/generation/best.tsv", skiprows=1)[:, 1]
+    assert fitness == pytest.approx(best, abs=0.01) and len(fitness) == 2  # the smoke profile's generations
+    assert {p["real"] for p in points} == {""}
     assert run(repo, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
 
 
@@ -245,6 +253,22 @@ def test_a_round_of_the_iterative_procedure_collects_trains_on_and_evolves_on(re
         for name in ("mdnrnn.pt", "controller.pt"):
             assert (repo / "models/rounds/1" / name).read_bytes() != (repo / "models" / name).read_bytes()
         assert "round_controller@1" in run(repo, "dvc", "dag").stdout
+        # tools.timed_repro's stages when none are named: the round's, in the order they depend
+        listed = run(repo, "python", "-c", "from tools.timed_repro import every_stage; print(*every_stage())")
+        assert listed.stdout.split()[-5:] == [
+            "round_data@1",
+            "round_mdnrnn@1",
+            "round_controller@1",
+            "evaluate",
+            "dream",
+        ]
+        # the dream stage's table of generations: the controller stage's 2, then the round's 1
+        table = np.loadtxt(repo / "metrics/dream_vs_real.tsv", skiprows=1, usecols=(0, 1, 2), ndmin=2)
+        assert table[:, :2].tolist() == [[0, 0], [1, 0], [2, 1]]
+        round_best = np.loadtxt(
+            repo / "metrics/rounds/1/controller/plots/metrics/generation/best.tsv", skiprows=1
+        )
+        assert table[2, 2] == pytest.approx(round_best[1], abs=0.01)
         assert "up to date" in run(repo, "dvc", "status").stdout
         run(repo, "python", "-m", "tools.page", "--out", "rounds.html")  # the page shows the round
         page = (repo / "rounds.html").read_text()

@@ -10,6 +10,7 @@ of the stage (os.wait4, as GNU time reports it). Prints a Markdown table for the
 The out file is rewritten after every stage, so a run cut short keeps the times of the stages
 it finished; `--resume` keeps those and runs only the others (a stage cut mid-way runs again:
 the controller and PPO stages resume their own work, and its time is then that of the rerun).
+All stages: dvc.yaml's, with the rounds of iterate.rounds (profiles/dream.yaml) one after another.
 """
 
 import argparse
@@ -25,6 +26,26 @@ import yaml
 from wm.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def every_stage():
+    """The stages of dvc.yaml in its order, foreach stages as DVC resolves them from params.yaml, and
+    consecutive foreach stages (the rounds) item by item: round_data@1, round_mdnrnn@1,
+    round_controller@1, round_data@2, ..., as each round starts from the one before."""
+    listed = subprocess.run(
+        ["dvc", "stage", "list", "--name-only"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    order, items = [], []
+    for name in [*listed.stdout.split(), ""]:
+        if "@" in name:
+            items.append(name)
+            continue
+        keys = dict.fromkeys(item.partition("@")[2] for item in items)
+        groups = dict.fromkeys(item.partition("@")[0] for item in items)
+        order += [f"{g}@{k}" for k in keys for g in groups if f"{g}@{k}" in items]
+        items = []
+        order += [name] if name else []
+    return order
 
 
 def main():
@@ -43,6 +64,8 @@ def main():
         if unknown:
             sys.exit(f"error: unknown stage {unknown[0]} (stages: {', '.join(stages)})")
         stages = args.stages.split(",")
+    else:
+        stages = every_stage()
     timings = {}
     if args.resume and args.out.is_file():
         try:
