@@ -32,9 +32,9 @@ def every_stage():
     """The stages of dvc.yaml in its order, foreach stages as DVC resolves them from params.yaml, and
     consecutive foreach stages (the rounds) item by item: round_data@1, round_mdnrnn@1,
     round_controller@1, round_data@2, ..., as each round starts from the one before."""
-    listed = subprocess.run(
-        ["dvc", "stage", "list", "--name-only"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        sys.exit(f"error: dvc stage list failed: {(listed.stderr.strip().splitlines() or ['?'])[-1]}")
     order, items = [], []
     for name in [*listed.stdout.split(), ""]:
         if "@" in name:
