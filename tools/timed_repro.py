@@ -57,12 +57,12 @@ def main():
     )
     parser.add_argument("--resume", action="store_true", help="skip the stages the out file already times")
     args = parser.parse_args()
-    stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
     if args.stages:
+        known = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
         # a foreach stage's items by name (round_data@1): `dvc repro -s` runs one item alone
-        unknown = sorted({s for s in args.stages.split(",") if s.partition("@")[0] not in stages})
+        unknown = sorted({s for s in args.stages.split(",") if s.partition("@")[0] not in known})
         if unknown:
-            sys.exit(f"error: unknown stage {unknown[0]} (stages: {', '.join(stages)})")
+            sys.exit(f"error: unknown stage {unknown[0]} (stages: {', '.join(known)})")
         stages = args.stages.split(",")
     else:
         stages = every_stage()
