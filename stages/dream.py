@@ -75,6 +75,7 @@ def run():
     use_threads(params.threads)
     cfg = params.dream
     last = len(params.iterate.rounds)  # the last round's M and C (0: the mdnrnn and controller stages')
+    rows = generations(last)  # first: a missing CMA-ES log stops the stage before it writes anything
     world_model = load_world_model(params.vae.z_dim, last)
     agent = load_agent(*world_model, device=resolve_device(params.device), round=last)
     timer = Timer("dream")
@@ -100,7 +101,6 @@ def run():
     agreement = road_agreement([prepare_frame(frame) for frame in real], dream)
     video = [side_by_side(frame, dreamt, height=VIDEO_HEIGHT) for frame, dreamt in zip(real, dream)]
     write_mp4(paths.DREAM_VIDEO, video, fps=30)
-    rows = generations(last)
     watched = np.array([(fitness, real) for *_, fitness, real in rows if real != ""]).reshape(-1, 2)
     write_json(
         paths.DREAM_METRICS,
