@@ -8,7 +8,8 @@ controller.mode real: each candidate drives the real CarRacing-v3, the VAE encod
 and the MDN-RNN carrying h; the whole population drives in batches of env.batch_size tracks.
 controller.mode dream: each candidate drives batched dreams of the MDN-RNN, scored by its reward
 and done heads at temperature dream_temperature, starting from real latents: each episode's start
-line (dream_starts: line) or points along it (along).
+line (dream_starts: line) or points along it (along); with mdnrnn.dropout > 0, each of a
+generation's dreams has its own dropout mask on M's h, one dream world each (Dropout's Dream Land).
 Either way CMA-ES's final mean and the `finalists` best candidates are then scored once more
 and the best of them is saved: on `select_tracks` real tracks on `select_backend` (real mode), or
 on `select_tracks` dreams from starts no generation drew (dream mode: the controller never meets
@@ -108,6 +109,7 @@ def run():
         "env": dataclasses.asdict(params.env),
         "controller": dataclasses.asdict(cfg),
         "carry_state": params.mdnrnn.carry_state,  # dream mode's starts: warm or zeros
+        "dropout": params.mdnrnn.dropout,  # dream mode's masks
         "run": dataclasses.asdict(this),
     }
     progress = Progress(paths.PROGRESS / f"{this.stage}.npz", run_fingerprint(__file__, run_params, depends))
@@ -204,6 +206,7 @@ def dream_score(params, agent, rollouts, latents):
         steps=cfg.dream_steps,
         tau=cfg.dream_temperature,
         seed=params.seed,
+        dropout=params.mdnrnn.dropout,
     )
 
 

@@ -53,6 +53,7 @@ def run():
             live=live,
             seed=params.seed,
             carry_state=cfg.carry_state,
+            dropout=cfg.dropout,
         )
     save_checkpoint(paths.round_models(n) / paths.MDNRNN.name, mdnrnn.config, mdnrnn.cpu().state_dict())
     timer.save()

@@ -343,6 +343,41 @@ def test_dream_score_compares_candidates_on_common_starts(monkeypatch):
     np.testing.assert_allclose(params.reshape(2, 3, -1), np.repeat(candidates[:, None], 3, 1), rtol=1e-6)
 
 
+def test_dropout_masks_give_each_dream_its_own_world_and_train_m_as_they_dream():
+    from wm.dream import dream_returns, dropout_masks
+
+    torch.manual_seed(0)
+    model = MDNRNN(z_dim=4, hidden=64, mixtures=2).eval()
+    controller = Controller(4, 64)
+    params = np.zeros((2, controller.size), np.float32)
+
+    def dream(masks):
+        return dream_returns(
+            model,
+            controller,
+            params,
+            torch.zeros(2, 4),
+            steps=1,
+            tau=1.0,
+            masks=masks,
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    masks = dropout_masks(2, 64, 0.5, torch.Generator().manual_seed(0))
+    assert set(masks.unique().tolist()) == {0.0, 2.0}  # kept units scaled by 1 / (1 - p)
+    assert 0.3 < (masks > 0).float().mean() < 0.7 and not torch.equal(masks[0], masks[1])
+    plain, masked = dream(None), dream(masks)
+    assert plain[0] == plain[1]  # one step, nothing sampled yet: the same controller, the same return
+    assert masked[0] != masked[1] and not torch.equal(masked, plain)  # each mask, its own dream
+    torch.testing.assert_close(dream(dropout_masks(2, 64, 0.0, torch.Generator())), plain)
+    # training: dropout on h before the heads only (the state carried on is the same), none in eval
+    z, action = torch.randn(2, 5, 4), torch.rand(2, 5, 3)
+    (plain, (h, c)), (dropped, (h_d, c_d)) = model(z, action), model(z, action, dropout=0.5)
+    torch.testing.assert_close(h, h_d)
+    torch.testing.assert_close(c, c_d)
+    assert not torch.equal(plain.mu, dropped.mu)
+
+
 def test_dream_score_starts_each_dream_in_the_state_of_its_start(monkeypatch):
     from wm import evolve
 
@@ -364,6 +399,34 @@ def test_dream_score_starts_each_dream_in_the_state_of_its_start(monkeypatch):
     assert h.shape == c.shape == (6, 8)
     torch.testing.assert_close(h, z[:, :1].repeat(1, 8) + 0.5)
     torch.testing.assert_close(c, -z[:, :1].repeat(1, 8))
+
+
+def test_dream_score_gives_every_candidate_the_same_dream_worlds(monkeypatch):
+    from wm import evolve
+
+    seen = []
+
+    def spy(mdnrnn, controller, params, z0, *, masks, **kwargs):
+        seen.append(masks)
+        return torch.zeros(len(z0))
+
+    monkeypatch.setattr(evolve, "dream_returns", spy)
+    controller = Controller(4, 8)
+    common = dict(rollouts=3, steps=4, tau=1.0, seed=0)
+    model = MDNRNN(z_dim=4, hidden=8, mixtures=2)
+    evolve.DreamScore(model, controller, (torch.randn(50, 4), None), **common)(
+        0, np.zeros((2, controller.size))
+    )
+    score = evolve.DreamScore(model, controller, (torch.randn(50, 4), None), dropout=0.25, **common)
+    score(0, np.zeros((2, controller.size)))
+    score(1, np.zeros((2, controller.size)))
+    none, masks, masks_next = seen
+    assert none is None  # no dropout: M's own dream, as before
+    assert masks.shape == (6, 8)
+    worlds = masks.reshape(2, 3, 8)
+    torch.testing.assert_close(worlds[0], worlds[1])  # both candidates dream in the same 3 worlds
+    assert len({tuple(m.tolist()) for m in worlds[0]}) == 3
+    assert not torch.equal(masks_next, masks)  # new worlds in the next generation
 
 
 def latent_episodes(lengths, z_dim=4):

@@ -88,6 +88,7 @@ class MDNRNNConfig:
     val_fraction: float = _p(0.0, 0.9)
     buffer_episodes: int = _p(1, 1_000_000)
     carry_state: bool = _p()
+    dropout: float = _p(0.0, 0.9)
 
 
 Z_INPUTS = ("mean", "sample")  # what the controller reads of the VAE (wm.controller)

@@ -27,7 +27,9 @@ def lstm_cell(mdnrnn):
 
 
 @torch.inference_mode()
-def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None, on_step=None, state=None):
+def dream_returns(
+    mdnrnn, controller, params, z0, *, steps, tau, generator=None, on_step=None, state=None, masks=None
+):
     """B controllers driving in the dream at once.
 
     controller: the shape (a wm.controller.Controller); params (B, n_params), one controller per
@@ -35,11 +37,14 @@ def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None,
     (h, c) there, each (B, H) (default zeros; see warm_states). Each step: act on
     [z, h] (z alone for a z-only controller), step the LSTM, add the predicted reward, sample the
     next z at temperature `tau`; `on_step(z, prediction)` sees each new z (B, Z) and the
-    wm.mdnrnn.Prediction (T = 1) it was drawn from. A rollout stops counting once its predicted
-    done probability passes 0.5. Runs on the MDN-RNN's device (`generator` must be there too).
-    Returns (B,) predicted returns, on the CPU.
+    wm.mdnrnn.Prediction (T = 1) it was drawn from. `masks` (B, H) (dropout_masks), if given,
+    multiply h before M's heads all along a rollout: each its own dream world (the controller
+    still reads h itself). A rollout stops counting once its predicted done probability passes
+    0.5. Runs on the MDN-RNN's device (`generator` must be there too). Returns (B,) predicted
+    returns, on the CPU.
     """
     device = next(mdnrnn.parameters()).device
+    masks = None if masks is None else masks.to(device)
     layers = [(w.to(device), b.to(device)) for w, b in controller.batch(params)]
     cell = lstm_cell(mdnrnn)
     batch = len(z0)
@@ -52,13 +57,21 @@ def dream_returns(mdnrnn, controller, params, z0, *, steps, tau, generator=None,
     for _ in range(steps):
         action = apply(layers, torch.cat([z, h], 1) if controller.h_dim else z)  # (B, 3)
         h, c = cell(torch.cat([z, action], 1), (h, c))
-        prediction = mdnrnn.predict(h[:, None])
+        prediction = mdnrnn.predict((h if masks is None else h * masks)[:, None])
         total += prediction.reward[:, 0] * alive
         alive = alive * (prediction.done_logit[:, 0] < 0).float()  # sigmoid(logit) < 0.5
         z = sample_z(prediction.log_pi[:, 0], prediction.mu[:, 0], prediction.log_sigma[:, 0], tau, generator)
         if on_step is not None:
             on_step(z, prediction)
     return total.cpu()
+
+
+def dropout_masks(count, hidden, dropout, generator):
+    """`count` dropout masks (count, hidden) for dream_returns: each unit kept with probability
+    1 - `dropout`, kept units scaled by 1 / (1 - dropout), as M saw h while it trained with
+    mdnrnn.dropout (Dropout's Dream Land: one mask, one dream world). On `generator`'s device."""
+    keep = torch.rand(count, hidden, generator=generator, device=generator.device) >= dropout
+    return keep.float() / (1.0 - dropout)
 
 
 @torch.inference_mode()

@@ -16,7 +16,7 @@ from tqdm import tqdm
 warnings.filterwarnings("ignore", message="Could not import matplotlib")  # cma's plots are unused
 import cma  # noqa: E402
 
-from wm.dream import dream_returns  # noqa: E402
+from wm.dream import dream_returns, dropout_masks  # noqa: E402
 from wm.env import track_seeds  # noqa: E402
 from wm.errors import UserError  # noqa: E402
 from wm.io import atomic_path  # noqa: E402
@@ -59,12 +59,13 @@ class RealScore:
 class DreamScore:
     """Each generation, every candidate drives `rollouts` dreams of `steps` steps from the same
     starts (drawn from `starts`, wm.dream.dream_starts' (z0, state): real latents after the
-    zoom-in and the LSTM state there or None), sampled at temperature `tau`. Fitness: the mean
-    predicted return."""
+    zoom-in and the LSTM state there or None), sampled at temperature `tau`, and with `dropout` > 0
+    each of the rollouts in its own dream world (a dropout mask on M's h, wm.dream.dropout_masks;
+    the same R masks for every candidate). Fitness: the mean predicted return."""
 
-    def __init__(self, mdnrnn, controller, starts, *, rollouts, steps, tau, seed):
+    def __init__(self, mdnrnn, controller, starts, *, rollouts, steps, tau, seed, dropout=0.0):
         self.mdnrnn, self.controller, self.starts = mdnrnn, controller, starts
-        self.rollouts, self.steps, self.tau, self.seed = rollouts, steps, tau, seed
+        self.rollouts, self.steps, self.tau, self.seed, self.dropout = rollouts, steps, tau, seed, dropout
 
     def __call__(self, generation, candidates):
         device = next(self.mdnrnn.parameters()).device
@@ -73,6 +74,10 @@ class DreamScore:
         pick = torch.randint(len(z0), (self.rollouts,), generator=generator, device=device)
         # common starts: candidate i's rollouts are rows i*R..(i+1)*R
         common = lambda x: x.to(device)[pick].repeat(len(candidates), 1)  # noqa: E731
+        masks = None
+        if self.dropout:
+            masks = dropout_masks(self.rollouts, self.mdnrnn.hidden, self.dropout, generator)
+            masks = masks.repeat(len(candidates), 1)
         params = np.repeat(np.asarray(candidates, np.float32), self.rollouts, axis=0)
         returns = dream_returns(
             self.mdnrnn,
@@ -83,6 +88,7 @@ class DreamScore:
             tau=self.tau,
             generator=generator,
             state=None if state is None else tuple(common(x) for x in state),
+            masks=masks,
         )
         return returns.numpy().reshape(len(candidates), self.rollouts).mean(1)
 

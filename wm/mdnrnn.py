@@ -54,10 +54,12 @@ class MDNRNN(nn.Module):
         zeros = torch.zeros(1, batch, self.hidden, device=device)
         return zeros, zeros.clone()
 
-    def forward(self, z, action, state=None):
-        """z: (B, T, Z), action: (B, T, A) -> (Prediction, the new LSTM state ((1, B, H), (1, B, H)))."""
+    def forward(self, z, action, state=None, dropout=0.0):
+        """z: (B, T, Z), action: (B, T, A) -> (Prediction, the new LSTM state ((1, B, H), (1, B, H))).
+        `dropout`: the probability each unit of h is zeroed before the heads (training only; the
+        state carried on is untouched)."""
         out, state = self.lstm(torch.cat([z, action], dim=-1), state)
-        return self.predict(out), state
+        return self.predict(F.dropout(out, dropout) if dropout else out), state
 
     def predict(self, h):
         """LSTM outputs h (B, T, H) -> Prediction."""

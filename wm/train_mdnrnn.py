@@ -25,12 +25,13 @@ def batches(files, z_dim, *, seq_len, batch_size, buffer_episodes, rng, carry_st
     return ((batch, True) for batch in windows)
 
 
-def forward(mdnrnn, batch, first, state):
+def forward(mdnrnn, batch, first, state, dropout=0.0):
     """The MDN-RNN on a batch from `batches`, from a zero state where `first`, else from `state`
-    (detached: gradients stop at the chunk's start). Returns (Losses, the new state)."""
+    (detached: gradients stop at the chunk's start), `dropout` on h before its heads. Returns
+    (Losses, the new state)."""
     z = batch["z"]  # (B, L+1, Z)
     state = None if first else tuple(s.detach() for s in state)
-    prediction, state = mdnrnn(z[:, :-1], batch["action"], state)
+    prediction, state = mdnrnn(z[:, :-1], batch["action"], state, dropout)
     return mdnrnn_loss(prediction, z[:, 1:], batch["reward"], batch["done"], batch["mask"]), state
 
 
@@ -49,10 +50,12 @@ def train_mdnrnn(
     live,
     seed,
     carry_state=False,
+    dropout=0.0,
 ):
     """Train `mdnrnn` on sequences cut from the latent files, streamed `buffer_episodes` at a
-    time, z re-sampled from (mu, logvar) every epoch; `carry_state`: see `batches`. Log train
-    and validation losses per epoch. Returns the last epoch's metrics."""
+    time, z re-sampled from (mu, logvar) every epoch; `carry_state`: see `batches`; `dropout` on
+    h before the heads (validation without). Log train and validation losses per epoch. Returns
+    the last epoch's metrics."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(mdnrnn.parameters(), lr=learning_rate)
@@ -73,7 +76,7 @@ def train_mdnrnn(
         state = None
         for batch, first in progress:
             batch = _on(batch, device)
-            losses, state = forward(mdnrnn, batch, first, state)
+            losses, state = forward(mdnrnn, batch, first, state, dropout)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
             if grad_clip > 0:
