@@ -67,11 +67,7 @@ class Run:
 
     @property
     def metrics(self):
-        return (
-            paths.round_metrics(self.round) / "controller"
-            if self.round
-            else paths.CONTROLLER_METRICS[self.inputs]
-        )
+        return paths.controller_metrics(self.round, self.inputs)
 
 
 def parse_run(args, params):

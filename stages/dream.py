@@ -38,9 +38,7 @@ def generations(rounds):
     mean return on the watched validate tracks ("" without controller.watch_tracks)."""
     rows = []
     for n in range(rounds + 1):
-        logs = (
-            paths.round_metrics(n) / "controller" if n else paths.CONTROLLER_METRICS["zh"]
-        ) / "plots/metrics"
+        logs = paths.controller_metrics(n) / "plots/metrics"
         stage = f"round_controller@{n}" if n else "controller"
         if not (logs / "generation/best.tsv").exists():
             raise UserError(f"{logs / 'generation/best.tsv'}: not found (dvc repro {stage})")

@@ -209,10 +209,11 @@ def test_controller_stage_evolves_in_the_dream(repo):
         restore(repo)
 
 
-def test_an_mdnrnn_of_whole_episodes_dreams_from_warm_states(repo):
+def test_an_mdnrnn_of_whole_episodes_with_dropout_dreams_from_warm_states(repo):
     # mdnrnn.carry_state: M trains on whole episodes; dream mode and the dream video then start
-    # from the LSTM state read up to each start (the start lines here), not from zeros
-    edit_params(repo, "mdnrnn", carry_state=True)
+    # from the LSTM state read up to each start (the start lines here), not from zeros; with
+    # mdnrnn.dropout, M trains with it and each dream has its own mask (tests/test_models.py)
+    edit_params(repo, "mdnrnn", carry_state=True, dropout=0.2)
     edit_params(repo, "controller", mode="dream", dream_steps=10, rollouts=2, dream_starts="line")
     try:
         for stage in ("mdnrnn", "controller", "dream"):

@@ -96,7 +96,7 @@ def controller_run(work, raw, seed, tracks):
     return {
         "seed": seed,
         "controller_seconds": round(seconds, 1),
-        **figures(work, paths.CONTROLLER_METRICS["zh"], tracks),
+        **figures(work, paths.controller_metrics(0), tracks),
     }
 
 
@@ -129,7 +129,7 @@ def round_run(work, raw, seed, n, tracks, evolve_only=False):
         "round": n,
         "evolve_only": evolve_only,
         "seconds": round(seconds, 1),
-        **figures(work, paths.round_metrics(n) / "controller", tracks),
+        **figures(work, paths.controller_metrics(n), tracks),
     }
 
 

@@ -43,6 +43,14 @@ VAE_RECONSTRUCTION = Path("metrics/vae_reconstruction.png")
 ENCODE_METRICS = Path("metrics/encode.json")
 MDNRNN_METRICS = Path("metrics/mdnrnn")
 CONTROLLER_METRICS = {"zh": Path("metrics/controller"), "z": Path("metrics/controller_z")}
+
+
+def controller_metrics(n, inputs="zh"):
+    """The CMA-ES logs (dvclive) of round n's controller on `inputs` ("zh" or "z"); round 0's are
+    the controller stages' (only the z+h controller has rounds)."""
+    return round_metrics(n) / "controller" if n else CONTROLLER_METRICS[inputs]
+
+
 EVAL_METRICS = Path("metrics/eval.json")
 DREAM_METRICS = Path("metrics/dream.json")
 
