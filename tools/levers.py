@@ -90,9 +90,10 @@ def timed(work, *commands):
 
 
 def controller_run(work, raw, seed, tracks):
-    """Run the controller stage in `work` with params `raw` and CMA-ES seed `seed`, then drive its
-    controller on `tracks` validate tracks on gymnasium; the run's figures."""
-    seconds = timed(prepared(work, raw, seed), ["stages.controller"])
+    """Run the controller stage in `work` with params `raw` (its rounds dropped: the agent is this
+    stage's, even in a profile with rounds) and CMA-ES seed `seed`, then drive its controller on
+    `tracks` validate tracks on gymnasium; the run's figures."""
+    seconds = timed(prepared(work, with_rounds(raw, 0), seed), ["stages.controller"])
     return {
         "seed": seed,
         "controller_seconds": round(seconds, 1),
