@@ -54,6 +54,7 @@ def run():
             seed=params.seed,
             carry_state=cfg.carry_state,
             dropout=cfg.dropout,
+            scheduled_sampling=cfg.scheduled_sampling,
         )
     save_checkpoint(paths.round_models(n) / paths.MDNRNN.name, mdnrnn.config, mdnrnn.cpu().state_dict())
     timer.save()

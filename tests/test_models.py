@@ -378,6 +378,26 @@ def test_dropout_masks_give_each_dream_its_own_world_and_train_m_as_they_dream()
     assert not torch.equal(plain.mu, dropped.mu)
 
 
+def test_scheduled_sampling_feeds_m_its_own_samples_against_the_real_targets():
+    from wm.train_mdnrnn import forward, own_inputs
+
+    torch.manual_seed(0)
+    model = MDNRNN(z_dim=4, hidden=16, mixtures=2)
+    z, action = torch.randn(3, 6, 4), torch.rand(3, 6, 3)
+    teacher, state = model(z, action)
+    stepped, stepped_state = own_inputs(model, z, action, None, 0.0, 0.0)
+    torch.testing.assert_close(stepped.mu, teacher.mu)  # never its own: teacher forcing, step by step
+    torch.testing.assert_close(stepped_state[0], state[0])
+    own, _ = own_inputs(model, z, action, None, 0.0, 1.0)
+    torch.testing.assert_close(own.mu[:, 0], teacher.mu[:, 0])  # the first input is always real
+    assert not torch.allclose(own.mu[:, 1:], teacher.mu[:, 1:])  # then its own samples
+    batch = {"z": torch.cat([z, torch.randn(3, 1, 4)], 1), "action": action, "reward": torch.zeros(3, 6)}
+    batch.update(done=torch.zeros(3, 6), mask=torch.ones(3, 6))
+    losses, _ = forward(model, batch, True, None, own=1.0)
+    losses.total.backward()  # the loss reaches every weight through the real targets
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
 def test_dream_score_starts_each_dream_in_the_state_of_its_start(monkeypatch):
     from wm import evolve
 

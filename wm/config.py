@@ -89,6 +89,7 @@ class MDNRNNConfig:
     buffer_episodes: int = _p(1, 1_000_000)
     carry_state: bool = _p()
     dropout: float = _p(0.0, 0.9)
+    scheduled_sampling: float = _p(0.0, 1.0)
 
 
 Z_INPUTS = ("mean", "sample")  # what the controller reads of the VAE (wm.controller)

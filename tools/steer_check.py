@@ -1,0 +1,166 @@
+"""Does the dream know what steering does, and where the road ends? In a workspace with models/
+and params.yaml:
+
+    python -m tools.steer_check [--tracks 16] [--start 80] [--steps 40] [--dreams 8] [--round N]
+
+On `--tracks` gymnasium tracks of the dream seed block, a car starts at gas PREFIX_GAS, straight on,
+up to step `--start` (the zoom-in and a run-up); from there it holds each of three actions for
+`--steps` steps: hard left, straight on, hard right (gas BRANCH_GAS). The real env drives each branch
+(the track replayed from its seed: CarRacing is deterministic); the MDN-RNN (round `--round`'s)
+dreams each `--dreams` times from the same state (the LSTM state read from the real prefix, z the
+real frame's mean), with the same held actions, at controller.dream_temperature, every step decoded
+by the VAE. Per step of the branch, on the real and the dreamed 64x64 frames:
+
+- `road_under_car`: the share of road pixels (wm.dream.road_mask) in the patch around the car
+  (CAR_PATCH): does the car leave the road when it steers off, in the dream as in the real env?
+- `road_shift`: how far the road's centre (the mean column of its pixels in the rows ahead of the
+  car, AHEAD_ROWS) moved, hard left minus hard right: does the dream move the road when the car
+  steers?
+
+A dream that keeps road under the car while the real car is on grass is one a controller can
+exploit by driving straight on. Report (`--out`, default reports/steer_check.json): per branch
+and measure, the mean over tracks (and dreams) at each of REPORT_STEPS, real and dream.
+"""
+
+import argparse
+
+import numpy as np
+import torch
+
+from wm.compute import use_threads
+from wm.config import load_params
+from wm.dream import lstm_cell, road_mask, states_at
+from wm.env import make_env, prepare_frame, track_seeds
+from wm.episodes import Latents
+from wm.errors import UserError, main
+from wm.io import write_json
+from wm.mdnrnn import sample_z
+from wm.vae import encode_frames, to_frames
+from wm.world_model import load_world_model
+
+PREFIX_GAS = 0.2
+BRANCH_GAS = 0.2
+BRANCHES = {"left": -1.0, "straight": 0.0, "right": 1.0}  # steering held through the branch
+CAR_PATCH = (slice(38, 52), slice(27, 37))  # rows, columns of a 64x64 frame around the car
+AHEAD_ROWS = slice(20, 40)  # rows of a 64x64 frame ahead of the car
+REPORT_STEPS = (1, 5, 10, 20, 30, 40)
+SIDES = ("real", "vae", "teacher", "dream")
+
+
+@main
+def run():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", type=int, default=16)
+    parser.add_argument("--start", type=int, default=80, help="the branches start at this step")
+    parser.add_argument("--steps", type=int, default=40, help="steps each branch holds its action")
+    parser.add_argument("--dreams", type=int, default=8, help="dreams per track and branch")
+    parser.add_argument("--round", type=int, default=0, help="this round's MDN-RNN (0: the mdnrnn stage's)")
+    parser.add_argument("--out", default="reports/steer_check.json")
+    args = parser.parse_args()
+    if min(args.tracks, args.start, args.steps, args.dreams) < 1:
+        raise UserError("--tracks, --start, --steps and --dreams must be positive")
+    params = load_params()
+    use_threads(params.threads)
+    vae, mdnrnn = load_world_model(params.vae.z_dim, args.round)
+    vae.eval(), mdnrnn.eval()
+    tau = params.controller.dream_temperature
+    generator = torch.Generator().manual_seed(params.seed)
+    measures = {side: {branch: [] for branch in BRANCHES} for side in SIDES}
+    for seed in track_seeds("dream", args.tracks):
+        prefix = [np.array([0.0, PREFIX_GAS, 0.0], np.float32)] * args.start
+        for branch, steer in BRANCHES.items():
+            held = np.array([steer, BRANCH_GAS, 0.0], np.float32)
+            frames = real_frames(seed, prefix + [held] * args.steps, params.env.max_steps)
+            measures["real"][branch].append(frame_measures(frames[args.start + 1 :]))
+            mu, _ = encode_frames(vae, frames, 256, "cpu")
+            if branch == "left":  # the prefix is the same for every branch: dream from its state
+                start = dream_start(mdnrnn, mu, prefix, args.start)
+            seen, predicted = one_step(vae, mdnrnn, mu, prefix + [held] * args.steps, args.start)
+            measures["vae"][branch].append(frame_measures(seen))
+            measures["teacher"][branch].append(frame_measures(predicted))
+            dreamed = dream_frames(vae, mdnrnn, start, held, args.steps, args.dreams, tau, generator)
+            measures["dream"][branch].extend(frame_measures(f) for f in dreamed)
+    write_json(args.out, report(measures, args))
+    print(f"{args.out}: road under the car at step {args.steps} of the branch:", *SIDES)
+    for branch in BRANCHES:
+        shares = [np.mean([m["road_under_car"][-1] for m in measures[side][branch]]) for side in SIDES]
+        print(f"  {branch:8s}", *(f"{share:.2f}" for share in shares))
+
+
+def real_frames(seed, actions, max_steps):
+    """The 64x64 frames of track `seed` driven by `actions`: the reset's, then one per action."""
+    env = make_env(max_steps)
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames = [prepare_frame(obs)]
+        for action in actions:
+            obs, *_ = env.step(action)
+            frames.append(prepare_frame(obs))
+    finally:
+        env.close()
+    return np.stack(frames)
+
+
+def dream_start(mdnrnn, mu, prefix, start):
+    """z (1, Z) of the real frame at step `start` (`mu`: the real frames' means) and the LSTM state
+    (h, c) after reading the real prefix up to it, as a driving agent's would be."""
+    latents = Latents(mu[: start + 1], mu[: start + 1], np.stack(prefix), np.zeros(start), np.zeros(start))
+    h, c = states_at(mdnrnn, [latents], [start])
+    return torch.from_numpy(mu[start : start + 1]), (h[:, 0], c[:, 0])
+
+
+@torch.inference_mode()
+def one_step(vae, mdnrnn, mu, actions, start):
+    """The branch's frames as the VAE sees them (its real frames' means, decoded) and as M predicts
+    each from the real frames before it (teacher-forced: its likeliest component's mean, decoded)."""
+    z = torch.from_numpy(mu[None, :-1])
+    prediction, _ = mdnrnn(z, torch.from_numpy(np.stack(actions))[None])
+    best = prediction.log_pi[0].argmax(-1, keepdim=True)  # (T, Z, 1)
+    predicted = prediction.mu[0].gather(-1, best)[:, :, 0][start:]
+    return to_frames(vae.decode(torch.from_numpy(mu[start + 1 :]))), to_frames(vae.decode(predicted))
+
+
+@torch.inference_mode()
+def dream_frames(vae, mdnrnn, start, action, steps, dreams, tau, generator):
+    """`dreams` dreams of `steps` steps from `start` with `action` held: (dreams, steps, 64, 64, 3)."""
+    z0, (h, c) = start
+    z, h, c = z0.repeat(dreams, 1), h.repeat(dreams, 1), c.repeat(dreams, 1)
+    held = torch.from_numpy(action)[None].repeat(dreams, 1)
+    cell, frames = lstm_cell(mdnrnn), []
+    for _ in range(steps):
+        h, c = cell(torch.cat([z, held], 1), (h, c))
+        prediction = mdnrnn.predict(h[:, None])
+        z = sample_z(prediction.log_pi[:, 0], prediction.mu[:, 0], prediction.log_sigma[:, 0], tau, generator)
+        frames.append(to_frames(vae.decode(z)))
+    return np.stack(frames, 1)
+
+
+def frame_measures(frames):
+    """Per frame of (T, 64, 64, 3): the road share around the car and the road's centre ahead."""
+    road = road_mask(frames)
+    ahead = road[:, AHEAD_ROWS]
+    columns = np.arange(road.shape[2])
+    weight = ahead.sum((1, 2))
+    centre = np.where(weight > 0, (ahead * columns).sum((1, 2)) / np.maximum(weight, 1), np.nan)
+    return {"road_under_car": road[:, CAR_PATCH[0], CAR_PATCH[1]].mean((1, 2)), "road_centre": centre}
+
+
+def report(measures, args):
+    steps = [s for s in REPORT_STEPS if s <= args.steps] or [args.steps]
+    out = {"tracks": args.tracks, "start": args.start, "steps": args.steps, "dreams": args.dreams}
+    out["round"] = args.round
+    for side, branches in measures.items():
+        stacked = {b: {k: np.stack([m[k] for m in ms]) for k in ms[0]} for b, ms in branches.items()}
+        shift = np.nanmean(stacked["left"]["road_centre"], 0) - np.nanmean(stacked["right"]["road_centre"], 0)
+        out[side] = {
+            "road_under_car": {
+                b: {str(s): round(float(v["road_under_car"][:, s - 1].mean()), 3) for s in steps}
+                for b, v in stacked.items()
+            },
+            "road_shift": {str(s): round(float(shift[s - 1]), 2) for s in steps},
+        }
+    return out
+
+
+if __name__ == "__main__":
+    run()
