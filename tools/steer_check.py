@@ -2,6 +2,7 @@
 and params.yaml:
 
     python -m tools.steer_check [--tracks 16] [--start 80] [--steps 40] [--dreams 8] [--round N]
+                                [--out reports/steer_check.json] [--picture PATH]
 
 On `--tracks` gymnasium tracks of the dream seed block, a car starts at gas PREFIX_GAS, straight on,
 up to step `--start` (the zoom-in and a run-up); from there it holds each of three actions for
@@ -13,17 +14,22 @@ by the VAE. Per step of the branch, on the real and the dreamed 64x64 frames:
 
 - `road_under_car`: the share of road pixels (wm.dream.road_mask) in the patch around the car
   (CAR_PATCH): does the car leave the road when it steers off, in the dream as in the real env?
-- `road_shift`: how far the road's centre (the mean column of its pixels in the rows ahead of the
-  car, AHEAD_ROWS) moved, hard left minus hard right: does the dream move the road when the car
-  steers?
+- `road_shift`: the road's centre (the mean column of its pixels in the rows ahead of the car,
+  AHEAD_ROWS, averaged over the tracks that show road there), hard left minus hard right: does the
+  dream move the road as far as the real env when the car steers? (None where no track shows road
+  ahead; it means little once the road leaves the view, after ~20 steps.)
 
 A dream that keeps road under the car while the real car is on grass is one a controller can
 exploit by driving straight on. Report (`--out`, default reports/steer_check.json): per branch
-and measure, the mean over tracks (and dreams) at each of REPORT_STEPS, real and dream.
+and measure, the mean over tracks (and dreams) at each of REPORT_STEPS, for each of SIDES: the real
+frames, the VAE's reconstructions of them, M's one-step predictions from the real frames (teacher
+forced) and M's dreams. `--picture PATH`: the first track's three branches, each real above dream.
 """
 
 import argparse
+import warnings
 
+import cv2
 import numpy as np
 import torch
 
@@ -45,6 +51,7 @@ CAR_PATCH = (slice(38, 52), slice(27, 37))  # rows, columns of a 64x64 frame aro
 AHEAD_ROWS = slice(20, 40)  # rows of a 64x64 frame ahead of the car
 REPORT_STEPS = (1, 5, 10, 20, 30, 40)
 SIDES = ("real", "vae", "teacher", "dream")
+STRIP_STEPS = (1, 10, 20, 30, 40)
 
 
 @main
@@ -56,6 +63,7 @@ def run():
     parser.add_argument("--dreams", type=int, default=8, help="dreams per track and branch")
     parser.add_argument("--round", type=int, default=0, help="this round's MDN-RNN (0: the mdnrnn stage's)")
     parser.add_argument("--out", default="reports/steer_check.json")
+    parser.add_argument("--picture", help="a PNG of the first track's branches, real above dream")
     args = parser.parse_args()
     if min(args.tracks, args.start, args.steps, args.dreams) < 1:
         raise UserError("--tracks, --start, --steps and --dreams must be positive")
@@ -66,6 +74,7 @@ def run():
     tau = params.controller.dream_temperature
     generator = torch.Generator().manual_seed(params.seed)
     measures = {side: {branch: [] for branch in BRANCHES} for side in SIDES}
+    strips = []
     for seed in track_seeds("dream", args.tracks):
         prefix = [np.array([0.0, PREFIX_GAS, 0.0], np.float32)] * args.start
         for branch, steer in BRANCHES.items():
@@ -80,7 +89,11 @@ def run():
             measures["teacher"][branch].append(frame_measures(predicted))
             dreamed = dream_frames(vae, mdnrnn, start, held, args.steps, args.dreams, tau, generator)
             measures["dream"][branch].extend(frame_measures(f) for f in dreamed)
+            if args.picture and len(strips) < len(BRANCHES):
+                strips.append(strip(frames[args.start + 1 :], dreamed[0]))
     write_json(args.out, report(measures, args))
+    if args.picture:
+        cv2.imwrite(args.picture, np.concatenate(strips, 0)[:, :, ::-1])  # at the models' 64x64
     print(f"{args.out}: road under the car at step {args.steps} of the branch:", *SIDES)
     for branch in BRANCHES:
         shares = [np.mean([m["road_under_car"][-1] for m in measures[side][branch]]) for side in SIDES]
@@ -135,6 +148,12 @@ def dream_frames(vae, mdnrnn, start, action, steps, dreams, tau, generator):
     return np.stack(frames, 1)
 
 
+def strip(real, dream):
+    """The real branch's frames (64x64) above one dream's, at STRIP_STEPS within the branch."""
+    steps = [s - 1 for s in STRIP_STEPS if s <= len(real)]
+    return np.concatenate([np.concatenate([frames[s] for s in steps], 1) for frames in (real, dream)], 0)
+
+
 def frame_measures(frames):
     """Per frame of (T, 64, 64, 3): the road share around the car and the road's centre ahead."""
     road = road_mask(frames)
@@ -151,13 +170,18 @@ def report(measures, args):
     out["round"] = args.round
     for side, branches in measures.items():
         stacked = {b: {k: np.stack([m[k] for m in ms]) for k in ms[0]} for b, ms in branches.items()}
-        shift = np.nanmean(stacked["left"]["road_centre"], 0) - np.nanmean(stacked["right"]["road_centre"], 0)
+        with warnings.catch_warnings():  # a step where no track shows road ahead: no centre (None)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            left, right = (np.nanmean(stacked[b]["road_centre"], 0) for b in ("left", "right"))
+        shift = left - right
         out[side] = {
             "road_under_car": {
                 b: {str(s): round(float(v["road_under_car"][:, s - 1].mean()), 3) for s in steps}
                 for b, v in stacked.items()
             },
-            "road_shift": {str(s): round(float(shift[s - 1]), 2) for s in steps},
+            "road_shift": {
+                str(s): round(float(shift[s - 1]), 2) if np.isfinite(shift[s - 1]) else None for s in steps
+            },
         }
     return out
 
