@@ -17,7 +17,8 @@ the real env). With `watch_tracks`, each generation's best candidate also drives
 validate tracks, a readout logged beside its fitness (`watch/real`, `watch/fitness`: the dream's
 score against the real one in dream mode) that neither CMA-ES nor the selection sees.
 Search levers (params, off by default): `race` (rollout racing, real mode: the better half of
-each generation drives all `rollouts` tracks, the rest the first `race`), `components` (CMA-ES
+each generation drives all `rollouts` tracks, the rest the first `race`; each of its two drives
+is cut into a batch for each worker, as it is smaller than a generation's), `components` (CMA-ES
 searches the first layer on the top k whitened principal components of C's inputs over the
 collected episodes; the saved controller is a plain one), `z` (C and M read the VAE's mean or a
 sample, saved with the controller).
@@ -116,6 +117,9 @@ def run():
             # a generation's (first) drive: every candidate's tracks (racing: its first `race`),
             # or the watched candidate's
             episodes = cfg.population * (cfg.race or cfg.rollouts) if cfg.mode == "real" else cfg.watch_tracks
+            batch_size = env.batch_size
+            if cfg.mode == "real" and cfg.race:  # racing's two drives are small: a batch for each worker
+                batch_size = min(batch_size, -(-episodes // cfg.workers))
             if episodes:
                 executor = stack.enter_context(
                     make_executor(
@@ -124,7 +128,7 @@ def run():
                         cfg.workers,
                         params.threads,
                         device=agent.device,
-                        batches=batch_count(episodes, env.batch_size),
+                        batches=batch_count(episodes, batch_size),
                     )
                 )
             if cfg.mode == "real":
@@ -132,7 +136,7 @@ def run():
                 score = RealScore(
                     executor,
                     agent,
-                    batch_size=env.batch_size,
+                    batch_size=batch_size,
                     rollouts=cfg.rollouts,
                     race=cfg.race,
                     first_track=first,
