@@ -36,7 +36,8 @@ def run():
     if n:  # round N trains round N-1's on
         mdnrnn = load_model(paths.round_models(n - 1) / paths.MDNRNN.name, MDNRNN, z_dim=params.vae.z_dim)
     else:
-        mdnrnn = MDNRNN(params.vae.z_dim, hidden=cfg.hidden, mixtures=cfg.mixtures)
+        joint = cfg.mixture == "joint"
+        mdnrnn = MDNRNN(params.vae.z_dim, hidden=cfg.hidden, mixtures=cfg.mixtures, joint=joint)
     metrics = paths.round_metrics(n) / "mdnrnn" if n else paths.MDNRNN_METRICS
     with open_live(metrics) as live:
         train_mdnrnn(

@@ -378,6 +378,33 @@ def test_dropout_masks_give_each_dream_its_own_world_and_train_m_as_they_dream()
     assert not torch.equal(plain.mu, dropped.mu)
 
 
+def test_a_joint_mixture_draws_every_dimension_of_z_from_one_component():
+    from wm.mdnrnn import likeliest_mean, mdn_nll, sample_z
+
+    torch.manual_seed(0)
+    model = MDNRNN(z_dim=4, hidden=16, mixtures=3, joint=True)
+    prediction, _ = model(torch.randn(2, 5, 4), torch.rand(2, 5, 3))
+    assert prediction.log_pi.shape == (2, 5, 1, 3) and prediction.mu.shape == (2, 5, 4, 3)
+    assert model.config["joint"] and "joint" not in MDNRNN(z_dim=4).config  # the paper's: as before
+    # components far apart (component k at 100 k in every dimension), equally likely
+    mu = (100.0 * torch.arange(3.0)).expand(1000, 4, 3)
+    log_sigma, log_pi = torch.full((1000, 4, 3), -5.0), torch.full((1000, 1, 3), -math.log(3))
+    z = sample_z(log_pi, mu, log_sigma, generator=torch.Generator().manual_seed(0))
+    k = torch.round(z / 100)
+    assert (k == k[:, :1]).all() and set(k[:, 0].tolist()) == {0.0, 1.0, 2.0}  # one per z, each drawn
+    per_dim = sample_z(log_pi.expand(1000, 4, 3), mu, log_sigma, generator=torch.Generator().manual_seed(0))
+    assert not (torch.round(per_dim / 100) == torch.round(per_dim[:, :1] / 100)).all()  # the paper's mixes
+    # the loss: the whole z's likelihood under one component at a time, shared out over Z
+    target = torch.randn(2, 5, 4)
+    p = prediction
+    log_prob = torch.distributions.Normal(p.mu, p.log_sigma.exp()).log_prob(target[..., None]).sum(-2)
+    expected = -torch.logsumexp(p.log_pi[..., 0, :] + log_prob, -1) / 4
+    nll = mdn_nll(p.log_pi, p.mu, p.log_sigma, target)
+    torch.testing.assert_close(nll, expected[..., None].expand(2, 5, 4))
+    best = p.log_pi[..., 0, :].argmax(-1)  # (2, 5)
+    torch.testing.assert_close(likeliest_mean(p), p.mu.gather(-1, best[..., None, None].expand(2, 5, 4, 1))[..., 0])
+
+
 def test_scheduled_sampling_feeds_m_its_own_samples_against_the_real_targets():
     from wm.train_mdnrnn import forward, own_inputs
 

@@ -40,7 +40,7 @@ from wm.env import make_env, prepare_frame, track_seeds
 from wm.episodes import Latents
 from wm.errors import UserError, main
 from wm.io import write_json
-from wm.mdnrnn import sample_z
+from wm.mdnrnn import likeliest_mean, sample_z
 from wm.vae import encode_frames, to_frames
 from wm.world_model import load_world_model
 
@@ -128,8 +128,7 @@ def one_step(vae, mdnrnn, mu, actions, start):
     each from the real frames before it (teacher-forced: its likeliest component's mean, decoded)."""
     z = torch.from_numpy(mu[None, :-1])
     prediction, _ = mdnrnn(z, torch.from_numpy(np.stack(actions))[None])
-    best = prediction.log_pi[0].argmax(-1, keepdim=True)  # (T, Z, 1)
-    predicted = prediction.mu[0].gather(-1, best)[:, :, 0][start:]
+    predicted = likeliest_mean(prediction)[0, start:]
     return to_frames(vae.decode(torch.from_numpy(mu[start + 1 :]))), to_frames(vae.decode(predicted))
 
 

@@ -80,6 +80,7 @@ class EncodeConfig:
 class MDNRNNConfig:
     hidden: int = _p(1, 8192)
     mixtures: int = _p(1, 64)
+    mixture: str = _p(choices=("per_dim", "joint"))
     seq_len: int = _p(2, 100_000)
     batch_size: int = _p(1, 65_536)
     epochs: int = _p(1, 100_000)
