@@ -401,8 +401,8 @@ def test_a_joint_mixture_draws_every_dimension_of_z_from_one_component():
     expected = -torch.logsumexp(p.log_pi[..., 0, :] + log_prob, -1) / 4
     nll = mdn_nll(p.log_pi, p.mu, p.log_sigma, target)
     torch.testing.assert_close(nll, expected[..., None].expand(2, 5, 4))
-    best = p.log_pi[..., 0, :].argmax(-1)  # (2, 5)
-    torch.testing.assert_close(likeliest_mean(p), p.mu.gather(-1, best[..., None, None].expand(2, 5, 4, 1))[..., 0])
+    best = p.log_pi[..., 0, :].argmax(-1)[..., None, None].expand(2, 5, 4, 1)  # one component per z
+    torch.testing.assert_close(likeliest_mean(p), p.mu.gather(-1, best)[..., 0])
 
 
 def test_scheduled_sampling_feeds_m_its_own_samples_against_the_real_targets():

@@ -616,3 +616,24 @@ def test_dream_check_reports_the_dream_against_the_real_runs(repo, tmp_path):
     assert dreams["controller"]["n"] == dreams["zeros"]["n"] == 2
     # every candidate of the controller stage's CMA-ES (2 generations x 4), ranked in the dream
     assert report["dreams"]["ranked_candidates"] == 8 and -1 <= dreams["rank_correlation_with_real"] <= 1
+
+
+def test_steer_check_holds_each_action_in_the_real_env_and_in_the_dream(repo, tmp_path):
+    import cv2
+
+    out, picture = tmp_path / "steer.json", tmp_path / "steer.png"
+    command = ["python", "-m", "tools.steer_check", "--tracks", "1", "--start", "52", "--steps", "10"]
+    run(repo, *command, "--dreams", "2", "--out", str(out), "--picture", str(picture))
+    report = json.loads(out.read_text())
+    assert (report["tracks"], report["dreams"]) == (1, 2)
+    for side in ("real", "vae", "teacher", "dream"):
+        shares = report[side]["road_under_car"]
+        assert set(shares) == {"left", "straight", "right"}
+        assert all(0 <= v <= 1 for branch in shares.values() for v in branch.values())
+        assert set(shares["left"]) == {"1", "5", "10"}
+    assert report["real"]["road_under_car"]["straight"]["1"] > 0.5  # the run-up keeps the car on the road
+    # the picture: each branch's real row above its dream, at branch steps 1 and 10
+    assert cv2.imread(str(picture)).shape == (3 * 2 * 64, 2 * 64, 3)
+    assert "--tracks, --start, --steps and --dreams must be positive" in error_of(
+        run(repo, *command[:-1], "0", check=False)
+    )
