@@ -70,7 +70,6 @@ def run():
     params = load_params()
     use_threads(params.threads)
     vae, mdnrnn = load_world_model(params.vae.z_dim, args.round)
-    vae.eval(), mdnrnn.eval()
     tau = params.controller.dream_temperature
     generator = torch.Generator().manual_seed(params.seed)
     measures = {side: {branch: [] for branch in BRANCHES} for side in SIDES}
