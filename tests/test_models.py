@@ -175,6 +175,34 @@ def test_dream_cell_steps_like_the_lstm_and_returns_per_rollout():
     assert returns.shape == (2,)
 
 
+def test_dream_steps_feed_back_their_samples_as_the_mdnrnn_reads_a_sequence():
+    from wm.dream import dream_steps
+
+    model = MDNRNN(z_dim=4, hidden=8, mixtures=2).eval()
+    z0, actions = torch.randn(3, 4), torch.randn(3, 6, 3)  # (B, Z), (B, T, A)
+    recorded = iter(actions.unbind(1))
+    seen = []  # h as each act call saw it
+    dream = dream_steps(
+        model,
+        lambda z, h: seen.append(h) or next(recorded),
+        z0,
+        steps=6,
+        tau=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    zs, predictions = zip(*dream)
+    # the same z's and actions as one sequence through M's own forward (nn.LSTM)
+    inputs = torch.stack([z0, *zs[:-1]], 1)  # (B, T, Z): each step's input z
+    with torch.inference_mode():
+        prediction, _ = model(inputs, actions)
+    for t in range(6):
+        torch.testing.assert_close(predictions[t].mu[:, 0], prediction.mu[:, t])
+        torch.testing.assert_close(predictions[t].reward[:, 0], prediction.reward[:, t])
+    assert torch.equal(seen[0], torch.zeros(3, 8)) and len(seen) == 6
+    # each step's z is a fresh sample: the dream does not replay z0
+    assert not torch.allclose(zs[0], z0)
+
+
 def test_evolve_improves_and_returns_mean_then_best_finalists(tmp_path):
     from wm.evolve import evolve
     from wm.io import open_live

@@ -35,11 +35,10 @@ import torch
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
-from wm.dream import dream_returns, dream_starts, warm_states
+from wm.dream import dream_returns, dream_starts, dream_steps, warm_states
 from wm.env import ZOOM_STEPS
 from wm.episodes import list_files, load_latents
 from wm.errors import main
-from wm.mdnrnn import sample_z
 from wm.world_model import load_agent, load_world_model
 
 
@@ -166,16 +165,20 @@ def replayed(mdnrnn, episodes, *, steps, tau, warm, start=ZOOM_STEPS):
     long_enough = [e for e in episodes if len(e.action) >= start + steps]
     if not long_enough:
         return {"episodes": 0}
-    z = torch.from_numpy(np.stack([e.mu[start : start + 1] for e in long_enough]))  # (B, 1, Z)
-    action = torch.from_numpy(np.stack([e.action[: start + steps] for e in long_enough]))
+    z0 = torch.from_numpy(np.stack([e.mu[start] for e in long_enough]))  # (B, Z)
+    actions = np.stack([e.action[start : start + steps] for e in long_enough])  # (B, steps, A)
+    recorded = iter(torch.from_numpy(actions).unbind(1))
     state = warm_states(mdnrnn, long_enough, start) if warm else None
-    state = None if state is None else tuple(x[None] for x in state)  # nn.LSTM's (1, B, H)
-    predicted = torch.zeros(len(long_enough))
-    generator = torch.Generator().manual_seed(0)
-    for t in range(start, start + steps):  # the whole batch of episodes, one step at a time
-        prediction, state = mdnrnn(z, action[:, t : t + 1], state)
-        predicted += prediction.reward[:, 0]
-        z = sample_z(prediction.log_pi, prediction.mu, prediction.log_sigma, tau, generator)
+    dream = dream_steps(
+        mdnrnn,
+        lambda z, h: next(recorded),  # the whole batch of episodes, one recorded step at a time
+        z0,
+        steps=steps,
+        tau=tau,
+        generator=torch.Generator().manual_seed(0),
+        state=state,
+    )
+    predicted = sum(prediction.reward[:, 0] for _, prediction in dream)
     real = [float(e.reward[start : start + steps].sum()) for e in long_enough]
     real, predicted = np.array(real), predicted.numpy()
     return {

@@ -35,12 +35,12 @@ import torch
 
 from wm.compute import use_threads
 from wm.config import load_params
-from wm.dream import lstm_cell, road_mask, states_at
+from wm.dream import dream_steps, road_mask, states_at
 from wm.env import make_env, prepare_frame, track_seeds
 from wm.episodes import Latents
 from wm.errors import UserError, main
 from wm.io import write_json
-from wm.mdnrnn import likeliest_mean, sample_z
+from wm.mdnrnn import likeliest_mean
 from wm.vae import encode_frames, to_frames
 from wm.world_model import load_world_model
 
@@ -134,16 +134,18 @@ def one_step(vae, mdnrnn, mu, actions, start):
 @torch.inference_mode()
 def dream_frames(vae, mdnrnn, start, action, steps, dreams, tau, generator):
     """`dreams` dreams of `steps` steps from `start` with `action` held: (dreams, steps, 64, 64, 3)."""
-    z0, (h, c) = start
-    z, h, c = z0.repeat(dreams, 1), h.repeat(dreams, 1), c.repeat(dreams, 1)
+    z0, (h0, c0) = start
     held = torch.from_numpy(action)[None].repeat(dreams, 1)
-    cell, frames = lstm_cell(mdnrnn), []
-    for _ in range(steps):
-        h, c = cell(torch.cat([z, held], 1), (h, c))
-        prediction = mdnrnn.predict(h[:, None])
-        z = sample_z(prediction.log_pi[:, 0], prediction.mu[:, 0], prediction.log_sigma[:, 0], tau, generator)
-        frames.append(to_frames(vae.decode(z)))
-    return np.stack(frames, 1)
+    dream = dream_steps(
+        mdnrnn,
+        lambda z, h: held,
+        z0.repeat(dreams, 1),
+        steps=steps,
+        tau=tau,
+        generator=generator,
+        state=(h0.repeat(dreams, 1), c0.repeat(dreams, 1)),
+    )
+    return np.stack([to_frames(vae.decode(z)) for z, _ in dream], 1)
 
 
 def strip(real, dream):

@@ -1,5 +1,5 @@
-"""Dreaming: controllers drive inside the MDN-RNN's hallucination, one loop for CMA-ES's batched
-scoring and for the dream video (decoded by the VAE)."""
+"""Dreaming: controllers drive inside the MDN-RNN's hallucination, one loop (dream_steps) for
+CMA-ES's batched scoring, the dream video (decoded by the VAE) and the dream checks."""
 
 import numpy as np
 import torch
@@ -27,40 +27,56 @@ def lstm_cell(mdnrnn):
 
 
 @torch.inference_mode()
-def dream_returns(
-    mdnrnn, controller, params, z0, *, steps, tau, generator=None, on_step=None, state=None, masks=None
-):
-    """B controllers driving in the dream at once.
+def dream_steps(mdnrnn, act, z0, *, steps, tau, generator=None, state=None, masks=None):
+    """The one dream loop: B rollouts inside the MDN-RNN at once, yielding each step's new z (B, Z)
+    and the wm.mdnrnn.Prediction (T = 1) it was drawn from.
 
-    controller: the shape (a wm.controller.Controller); params (B, n_params), one controller per
-    rollout, or None for the controller's own; z0 (B, Z): start latents; `state`: the LSTM's
-    (h, c) there, each (B, H) (default zeros; see warm_states). Each step: act on
-    [z, h] (z alone for a z-only controller), step the LSTM, add the predicted reward, sample the
-    next z at temperature `tau`; `on_step(z, prediction)` sees each new z (B, Z) and the
-    wm.mdnrnn.Prediction (T = 1) it was drawn from. `masks` (B, H) (dropout_masks), if given,
-    multiply h before M's heads all along a rollout: each its own dream world (the controller
-    still reads h itself). A rollout stops counting once its predicted done probability passes
-    0.5. Runs on the MDN-RNN's device (`generator` must be there too). Returns (B,) predicted
-    returns, on the CPU.
+    act(z, h) -> (B, A): the actions at the current z (B, Z) and LSTM output h (B, H); a controller
+    (dream_returns) or actions held or replayed (tools.steer_check, tools.dream_check). z0 (B, Z):
+    start latents; `state`: the LSTM's (h, c) there, each (B, H) (default zeros; see warm_states).
+    Each step: act, step the LSTM, predict, sample the next z at temperature `tau`. `masks` (B, H)
+    (dropout_masks), if given, multiply h before M's heads all along a rollout: each its own dream
+    world (`act` still sees h itself). Runs on the MDN-RNN's device (`generator` must be there too).
     """
     device = next(mdnrnn.parameters()).device
     masks = None if masks is None else masks.to(device)
-    layers = [(w.to(device), b.to(device)) for w, b in controller.batch(params)]
     cell = lstm_cell(mdnrnn)
-    batch = len(z0)
     if state is None:
-        h = c = torch.zeros(batch, mdnrnn.hidden, device=device)
+        h = c = torch.zeros(len(z0), mdnrnn.hidden, device=device)
     else:
         h, c = (x.to(device) for x in state)
-    z, total = z0.to(device), torch.zeros(batch, device=device)
-    alive = torch.ones(batch, device=device)
+    z = z0.to(device)
     for _ in range(steps):
-        action = apply(layers, torch.cat([z, h], 1) if controller.h_dim else z)  # (B, 3)
-        h, c = cell(torch.cat([z, action], 1), (h, c))
+        h, c = cell(torch.cat([z, act(z, h)], 1), (h, c))
         prediction = mdnrnn.predict((h if masks is None else h * masks)[:, None])
+        z = sample_z(prediction.log_pi[:, 0], prediction.mu[:, 0], prediction.log_sigma[:, 0], tau, generator)
+        yield z, prediction
+
+
+@torch.inference_mode()
+def dream_returns(
+    mdnrnn, controller, params, z0, *, steps, tau, generator=None, on_step=None, state=None, masks=None
+):
+    """B controllers driving in the dream at once (dream_steps), for CMA-ES's batched scoring.
+
+    controller: the shape (a wm.controller.Controller); params (B, n_params), one controller per
+    rollout, or None for the controller's own; each acts on [z, h] (z alone for a z-only
+    controller). z0, state, masks, tau, generator: as dream_steps. Each step adds the predicted
+    reward; `on_step(z, prediction)` sees each new z and its prediction. A rollout stops counting
+    once its predicted done probability passes 0.5. Returns (B,) predicted returns, on the CPU.
+    """
+    device = next(mdnrnn.parameters()).device
+    layers = [(w.to(device), b.to(device)) for w, b in controller.batch(params)]
+
+    def act(z, h):
+        return apply(layers, torch.cat([z, h], 1) if controller.h_dim else z)  # (B, 3)
+
+    total = torch.zeros(len(z0), device=device)
+    alive = torch.ones(len(z0), device=device)
+    dream = dream_steps(mdnrnn, act, z0, steps=steps, tau=tau, generator=generator, state=state, masks=masks)
+    for z, prediction in dream:
         total += prediction.reward[:, 0] * alive
         alive = alive * (prediction.done_logit[:, 0] < 0).float()  # sigmoid(logit) < 0.5
-        z = sample_z(prediction.log_pi[:, 0], prediction.mu[:, 0], prediction.log_sigma[:, 0], tau, generator)
         if on_step is not None:
             on_step(z, prediction)
     return total.cpu()
