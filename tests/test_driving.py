@@ -17,7 +17,7 @@ from wm.agents import (
     RandomPolicy,
 )
 from wm.controller import Controller
-from wm.env import BACKENDS, make_env
+from wm.env import BACKENDS, make_env, prepare_frame
 from wm.errors import UserError
 from wm.executor import Job, LocalExecutor, Population, ProcessExecutor, batches, make_executor
 from wm.mdnrnn import MDNRNN
@@ -319,3 +319,21 @@ def test_perturbed_policy_sees_recoloured_or_barred_frames_of_the_same_track():
     np.testing.assert_array_equal(barred[:, :, BAR_WIDTH:-BAR_WIDTH], frames[:, :, BAR_WIDTH:-BAR_WIDTH])
     with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
         Perturbed(seen, "fog")
+
+
+def test_dashboard_bars_read_the_steering_the_spin_and_the_speed_the_car_was_given():
+    from tools.steer_check import dashboard_bars
+
+    bars = {}
+    for steer in (-1.0, 0.0, 1.0):
+        with make_vector_env("gymnasium", max_steps=80, threads=1) as venv:
+            frames = [venv.reset([7])]
+            for t in range(70):  # the zoom-in at gas 0.3, then 20 steps of the steering held
+                action = np.float32([[steer if t >= 50 else 0.0, 0.3, 0.0]])
+                frames.append(venv.step(action)[0])
+        bars[steer] = dashboard_bars(np.stack([prepare_frame(f[0]) for f in frames]))
+    (steer_left, gyro_left, speed), (steer_ahead, gyro_ahead, _), (steer_right, gyro_right, _) = bars.values()
+    assert speed[0] == 0 and speed[-1] > 0  # the car stands at the reset and drives at the end
+    assert (steer_ahead == 0).all() and (gyro_ahead == 0).all()
+    assert steer_left[-1] < 0 < steer_right[-1] and gyro_left[-1] < 0 < gyro_right[-1]
+    np.testing.assert_array_equal(steer_left[:50], steer_ahead[:50])  # the same frames before the turn

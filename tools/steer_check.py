@@ -18,6 +18,9 @@ by the VAE. Per step of the branch, on the real and the dreamed 64x64 frames:
   AHEAD_ROWS, averaged over the tracks that show road there), hard left minus hard right: does the
   dream move the road as far as the real env when the car steers? (None where no track shows road
   ahead; it means little once the road leaves the view, after ~20 steps.)
+- `steer_bar`, `gyro_bar`, `speed_bar`: the dashboard's indicators as the frame shows them
+  (dashboard_bars): the front wheels' angle (green, signed: left negative), the car's spin (red,
+  signed) and its speed (white). Does the dream steer as it is told, and keep the car's speed?
 
 A dream that keeps road under the car while the real car is on grass is one a controller can
 exploit by driving straight on. Report (`--out`, default reports/steer_check.json): per branch
@@ -49,6 +52,13 @@ BRANCH_GAS = 0.2
 BRANCHES = {"left": -1.0, "straight": 0.0, "right": 1.0}  # steering held through the branch
 CAR_PATCH = (slice(38, 52), slice(27, 37))  # rows, columns of a 64x64 frame around the car
 AHEAD_ROWS = slice(20, 40)  # rows of a 64x64 frame ahead of the car
+# CarRacing's dashboard (gymnasium's _render_indicators, in the 96x96 frame: W / 40 = 2.4 pixels a
+# place) at the models' 64x64: its bottom rows, the zero columns of the horizontal bars (places 20
+# and 30) and the speed bar's columns (place 5)
+DASHBOARD_ROWS = slice(56, 64)
+STEER_ZERO, GYRO_ZERO = 32, 48
+SPEED_COLUMNS = slice(7, 11)
+BAR_CONTRAST = 60  # a bar pixel: its colour's channel this far above the other two
 REPORT_STEPS = (1, 5, 10, 20, 30, 40)
 SIDES = ("real", "vae", "teacher", "dream")
 STRIP_STEPS = (1, 10, 20, 30, 40)
@@ -93,10 +103,15 @@ def run():
     write_json(args.out, report(measures, args))
     if args.picture:
         cv2.imwrite(args.picture, np.concatenate(strips, 0)[:, :, ::-1])  # at the models' 64x64
-    print(f"{args.out}: road under the car at step {args.steps} of the branch:", *SIDES)
-    for branch in BRANCHES:
-        shares = [np.mean([m["road_under_car"][-1] for m in measures[side][branch]]) for side in SIDES]
-        print(f"  {branch:8s}", *(f"{share:.2f}" for share in shares))
+    print(f"{args.out}:")
+    for key, step, title in (
+        ("road_under_car", args.steps, "road under the car"),
+        ("steer_bar", max(args.steps // 2, 1), "the steering bar (pixels, left negative)"),
+    ):
+        print(f"{title} at step {step} of the branch:", *SIDES)
+        for branch in BRANCHES:
+            values = [np.mean([m[key][step - 1] for m in measures[side][branch]]) for side in SIDES]
+            print(f"  {branch:8s}", *(f"{value:+.2f}" for value in values))
 
 
 def real_frames(seed, actions, max_steps):
@@ -154,14 +169,41 @@ def strip(real, dream):
     return np.concatenate([np.concatenate([frames[s] for s in steps], 1) for frames in (real, dream)], 0)
 
 
+def dashboard_bars(frames):
+    """The dashboard's indicators in (T, 64, 64, 3) uint8 frames, each (T,), in pixels: the steering
+    bar (green; pixels right of its zero column count positive, so hard left is negative), the
+    spin bar (red, the same) and the speed bar (white pixels)."""
+    bars = frames[:, DASHBOARD_ROWS].astype(np.int16)
+    r, g, b = bars[..., 0], bars[..., 1], bars[..., 2]
+    side = np.sign(np.arange(bars.shape[2]) - np.array([[STEER_ZERO], [GYRO_ZERO]]))  # (2, 64)
+    green = g - np.maximum(r, b) > BAR_CONTRAST
+    red = r - np.maximum(g, b) > BAR_CONTRAST
+    white = bars[:, :, SPEED_COLUMNS].min(-1) > 2 * BAR_CONTRAST
+    return (green * side[0]).sum((1, 2)), (red * side[1]).sum((1, 2)), white.sum((1, 2))
+
+
 def frame_measures(frames):
-    """Per frame of (T, 64, 64, 3): the road share around the car and the road's centre ahead."""
+    """Per frame of (T, 64, 64, 3): the road share around the car, the road's centre ahead and the
+    dashboard's bars."""
     road = road_mask(frames)
     ahead = road[:, AHEAD_ROWS]
     columns = np.arange(road.shape[2])
     weight = ahead.sum((1, 2))
     centre = np.where(weight > 0, (ahead * columns).sum((1, 2)) / np.maximum(weight, 1), np.nan)
-    return {"road_under_car": road[:, CAR_PATCH[0], CAR_PATCH[1]].mean((1, 2)), "road_centre": centre}
+    steer, gyro, speed = dashboard_bars(frames)
+    return {
+        "road_under_car": road[:, CAR_PATCH[0], CAR_PATCH[1]].mean((1, 2)),
+        "road_centre": centre,
+        "steer_bar": steer,
+        "gyro_bar": gyro,
+        "speed_bar": speed,
+    }
+
+
+def per_branch(stacked, key, steps, digits):
+    """{branch: {step: the mean of measure `key` over tracks and dreams}} at each of `steps`."""
+    means = {b: m[key].mean(0) for b, m in stacked.items()}  # (steps,) per branch
+    return {b: {str(s): round(float(mean[s - 1]), digits) for s in steps} for b, mean in means.items()}
 
 
 def report(measures, args):
@@ -175,13 +217,11 @@ def report(measures, args):
             left, right = (np.nanmean(stacked[b]["road_centre"], 0) for b in ("left", "right"))
         shift = left - right
         out[side] = {
-            "road_under_car": {
-                b: {str(s): round(float(v["road_under_car"][:, s - 1].mean()), 3) for s in steps}
-                for b, v in stacked.items()
-            },
+            "road_under_car": per_branch(stacked, "road_under_car", steps, 3),
             "road_shift": {
                 str(s): round(float(shift[s - 1]), 2) if np.isfinite(shift[s - 1]) else None for s in steps
             },
+            **{bar: per_branch(stacked, bar, steps, 2) for bar in ("steer_bar", "gyro_bar", "speed_bar")},
         }
     return out
 
