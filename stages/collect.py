@@ -21,7 +21,9 @@ def run():
     params = load_params()
     use_threads(params.threads)
     cfg = params.collect
-    policy = build_policy(cfg.policy, action_noise=cfg.action_noise, ppo_fraction=cfg.ppo_fraction)
+    policy = build_policy(
+        cfg.policy, action_noise=cfg.action_noise, ppo_fraction=cfg.ppo_fraction, takeover=cfg.random_takeover
+    )
     timer = Timer("collect")
     env = params.env
     with (

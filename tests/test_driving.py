@@ -260,14 +260,15 @@ def test_random_policy_depends_only_on_the_seed():
         np.testing.assert_array_equal(a.act(obs)[1], b.act(obs[:1])[0])
 
 
-def test_mix_policy_splits_tracks_by_seed(monkeypatch):
-    class FixedPPO(PPOPolicy):
-        def __init__(self):
-            self.action_noise = 0.0
+class FixedPPO(PPOPolicy):
+    def __init__(self):
+        self.action_noise = 0.0
 
-        def act(self, obs, rows=None):
-            return np.tile(np.float32([0.0, 1.0, 0.0]), (len(obs) if rows is None else len(rows), 1))
+    def act(self, obs, rows=None):
+        return np.tile(np.float32([0.0, 1.0, 0.0]), (len(obs) if rows is None else len(rows), 1))
 
+
+def test_mix_policy_splits_tracks_by_seed():
     mix = MixPolicy(FixedPPO(), RandomPolicy(), ppo_fraction=0.5)
     seeds = list(range(200))
     mix.reset(seeds)
@@ -275,6 +276,27 @@ def test_mix_policy_splits_tracks_by_seed(monkeypatch):
     from_ppo = (actions == [0.0, 1.0, 0.0]).all(1)
     assert 0.35 < from_ppo.mean() < 0.65
     np.testing.assert_array_equal(from_ppo, mix.use_ppo)
+
+
+def test_random_takeover_drives_its_share_of_ppo_steps_in_spells():
+    obs = np.zeros((100, 96, 96, 3), np.uint8)
+    mix, alone = MixPolicy(FixedPPO(), RandomPolicy(), 1.0, takeover=0.3), RandomPolicy()
+    mix.reset(list(range(100)))
+    alone.reset(list(range(100)))
+    taken = []  # (steps, tracks): the random policy's action, not PPO's
+    for _ in range(400):
+        actions, random = mix.act(obs), alone.act(obs)
+        from_ppo = (actions == [0.0, 1.0, 0.0]).all(1)
+        np.testing.assert_array_equal(actions[~from_ppo], random[~from_ppo])  # the track's own random actions
+        taken.append(~from_ppo)
+    taken = np.array(taken)
+    assert 0.25 < taken.mean() < 0.35
+    starts = (taken[1:] & ~taken[:-1]).sum()
+    assert 15 < taken[1:].sum() / starts < 25  # spells of TAKEOVER_STEPS (20) on average
+    # no takeover: every step PPO's, as before the param
+    mix = MixPolicy(FixedPPO(), RandomPolicy(), 1.0)
+    mix.reset(list(range(100)))
+    assert all((mix.act(obs) == [0.0, 1.0, 0.0]).all() for _ in range(50))
 
 
 def test_perturbed_policy_sees_recoloured_or_barred_frames_of_the_same_track():

@@ -294,6 +294,10 @@ def test_every_shipped_profile_is_valid(profile):
         ),
         (lambda p: p["controller"].update(mode="dream", race=1), r"controller\.race \(1\) must be 0 or"),
         (
+            lambda p: p["collect"].update(policy="ppo", random_takeover=0.2),
+            r"collect\.random_takeover \(0\.2\) needs collect\.policy: mix .*, not ppo",
+        ),
+        (
             lambda p: p["mdnrnn"].update(seq_len=p["env"]["max_steps"] + 1),
             r"mdnrnn\.seq_len \(1001\) must be <= env\.max_steps",
         ),

@@ -65,12 +65,22 @@ class PPOPolicy:
         return np.clip(actions, ACTION_LOW, ACTION_HIGH).astype(np.float32)
 
 
+# A random takeover in a PPO track (collect.random_takeover) lasts this many steps on average, the
+# random policy's own correlation time (0.4 s)
+TAKEOVER_STEPS = round(1 / (1 - RANDOM_CORRELATION))
+
+
 class MixPolicy:
     """Per track, the PPO agent with probability `ppo_fraction` (decided by the seed), else the
-    random policy."""
+    random policy. In a PPO track the random policy takes over for a share `takeover` of the steps,
+    in spells of TAKEOVER_STEPS on average (each step a spell starts or ends by the track's seed):
+    the car then steers whatever the road ahead does and PPO brings it back, so the data show what
+    an action does where PPO would not take it (M learns the action's effect, not PPO's habit)."""
 
-    def __init__(self, ppo, random, ppo_fraction):
-        self.ppo, self.random, self.ppo_fraction = ppo, random, ppo_fraction
+    def __init__(self, ppo, random, ppo_fraction, takeover=0.0):
+        if not 0 <= takeover < 1:
+            raise ValueError(f"takeover must be in [0, 1), got {takeover}")
+        self.ppo, self.random, self.ppo_fraction, self.takeover = ppo, random, ppo_fraction, takeover
 
     def reset(self, seeds):
         self.use_ppo = np.array(
@@ -78,10 +88,18 @@ class MixPolicy:
         )
         self.ppo.reset(seeds)
         self.random.reset(seeds)
+        self.takeover_rngs = [np.random.default_rng([seed, 5]) for seed in seeds]
+        self.taken = np.zeros(len(seeds), bool)  # (N,): the random policy drives this step
 
     def act(self, obs):
         actions = self.random.act(obs)  # stepped for every track, so each track's noise is its own
-        rows = np.flatnonzero(self.use_ppo)
+        if self.takeover > 0:
+            # a two-state chain per track: a spell ends with probability 1 / TAKEOVER_STEPS, and
+            # starts with the probability that makes the spells a share `takeover` of the steps
+            start = self.takeover / (TAKEOVER_STEPS * (1 - self.takeover))
+            u = np.array([rng.random() for rng in self.takeover_rngs])
+            self.taken = np.where(self.taken, u >= 1 / TAKEOVER_STEPS, u < start)
+        rows = np.flatnonzero(self.use_ppo & ~self.taken)
         if len(rows):
             actions[rows] = self.ppo.act(obs, rows)
         return actions
@@ -189,14 +207,14 @@ class Perturbed(Wrapper):
         return self.policy.act(side_bars(obs))
 
 
-def build_policy(kind, ppo_path=paths.PPO_MODEL, action_noise=0.0, ppo_fraction=0.5):
+def build_policy(kind, ppo_path=paths.PPO_MODEL, action_noise=0.0, ppo_fraction=0.5, takeover=0.0):
     """A policy that needs no world model: "random", "ppo" (the model at `ppo_path`, with
     Gaussian `action_noise`) or "mix" (per track, that PPO with probability `ppo_fraction`, else
-    random)."""
+    random; in PPO's tracks the random policy drives a share `takeover` of the steps)."""
     if kind == "random":
         return RandomPolicy()
     if kind == "ppo":
         return PPOPolicy(ppo_path, action_noise)
     if kind == "mix":
-        return MixPolicy(PPOPolicy(ppo_path, action_noise), RandomPolicy(), ppo_fraction)
+        return MixPolicy(PPOPolicy(ppo_path, action_noise), RandomPolicy(), ppo_fraction, takeover)
     raise ValueError(f"unknown policy kind {kind!r}")

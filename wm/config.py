@@ -58,6 +58,7 @@ class CollectConfig:
     policy: str = _p(choices=("ppo", "random", "mix"))
     ppo_fraction: float = _p(0.0, 1.0)
     action_noise: float = _p(0.0, 2.0)
+    random_takeover: float = _p(0.0, 0.9)
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,11 @@ def _cross_check(params, source):
         raise UserError(
             f"{source}: ppo.batch_size ({params.ppo.batch_size}) must be <= "
             f"ppo.n_steps * ppo.n_envs ({params.ppo.n_steps * params.ppo.n_envs})"
+        )
+    if params.collect.random_takeover and params.collect.policy != "mix":
+        raise UserError(
+            f"{source}: collect.random_takeover ({params.collect.random_takeover}) needs "
+            f"collect.policy: mix (the random policy takes over in PPO's tracks), not {params.collect.policy}"
         )
     c = params.controller
     if c.generations * c.rollouts + c.select_tracks > SEED_BLOCK_SIZE:
