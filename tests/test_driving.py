@@ -28,25 +28,30 @@ from wm.world_model import WorldModelAgent
 
 
 @pytest.mark.parametrize("seed", [3, 7])
-def test_fast_road_draws_gymnasiums_frames_byte_for_byte(seed):
-    """wm.env.FastRoad against gymnasium's own drawing: the zoom-in, steering both ways at random,
-    the grass and the edge of the playfield, every frame and reward the same."""
+def test_fast_drawing_makes_gymnasiums_frames_byte_for_byte(seed):
+    """wm.env.FastRoad and FastRender against gymnasium's own drawing: the zoom-in, steering both
+    ways at random, the grass and the edge of the playfield, every frame, video frame and reward the
+    same."""
     rng = np.random.default_rng(seed)
     actions = np.stack([rng.uniform(-1, 1, 400), rng.uniform(0, 1, 400), rng.uniform(0, 0.2, 400)], axis=1)
     runs = []
-    for fast_road in (False, True):
-        env = make_env(1000, fast_road=fast_road)
-        frames, rewards = [env.reset(seed=seed)[0]], []
-        for action in actions:
+    for fast in (False, True):
+        env = make_env(1000, render_mode="rgb_array", fast_road=fast, fast_text=fast)
+        frames, videos, rewards = [env.reset(seed=seed)[0]], [], []
+        for t, action in enumerate(actions):
             obs, reward, terminated, truncated, _ = env.step(action)
             frames.append(obs)
             rewards.append(reward)
+            if t % 50 == 0:  # a video frame (600x400, the car's particles drawn) now and then
+                videos.append(env.render())
             if terminated or truncated:
                 break
-        runs.append((np.array(frames), rewards))
-    (stock, stock_rewards), (fast, fast_rewards) = runs
+        runs.append((np.array(frames), np.array(videos), rewards))
+    (stock, stock_videos, stock_rewards), (fast, fast_videos, fast_rewards) = runs
     assert stock.shape == fast.shape and stock.shape[0] > 300
     assert (stock == fast).all() and stock_rewards == fast_rewards
+    assert (stock_videos == fast_videos).all()
+    assert len({f"{r:04.0f}" for r in np.cumsum(stock_rewards)}) > 10  # the score's text changed
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

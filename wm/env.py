@@ -37,14 +37,75 @@ def track_seeds(use, count, start=0):
     return [base + start + i for i in range(count)]
 
 
-def make_env(max_steps, render_mode=None, fast_road=True):
+def make_env(max_steps, render_mode=None, fast_road=True, fast_text=True):
     """A gymnasium CarRacing-v3 with continuous actions, truncated after `max_steps` steps; with
     `fast_road`, its road drawn by FastRoad (the same frames, byte for byte; 1.84x the step rate,
-    reports/road_speed.json)."""
+    reports/road_speed.json); with `fast_text`, its frames made by FastRender (the same bytes; the
+    dashboard's font loaded once, not every frame)."""
     env = gym.make(ENV_ID, render_mode=render_mode, max_episode_steps=max_steps)
     if fast_road:
         env.unwrapped._render_road = FastRoad(env.unwrapped)
+    if fast_text:
+        env.unwrapped._render = FastRender(env.unwrapped)
     return env
+
+
+class FastRender:
+    """CarRacing-v3's `_render` for the frames an agent or a video gets ("state_pixels",
+    "rgb_array"), with the score's font loaded once and each score's text drawn once.
+
+    gymnasium's `_render` opens the default font's file (through importlib.resources) and loads it
+    with pygame on every frame, then renders the score, a fifth of a step's time. Here the same
+    font, size and `render` arguments give the same text surface, kept per score string; every
+    other call is gymnasium's, in its order, so every frame has the same bytes
+    (tests/test_driving.py compares whole episodes). "human" mode is gymnasium's own.
+    """
+
+    def __init__(self, car_racing):
+        from gymnasium.envs.box2d import car_racing as module
+
+        self.env, self.module = car_racing, module
+        self.font, self.texts = None, {}
+
+    def text(self, score):
+        import pygame
+
+        if self.font is None:
+            self.font = pygame.font.Font(pygame.font.get_default_font(), 42)
+        if score not in self.texts:
+            self.texts[score] = self.font.render(score, True, (255, 255, 255), (0, 0, 0))
+        return self.texts[score]
+
+    def __call__(self, mode):
+        import pygame
+
+        env, module = self.env, self.module
+        if mode not in ("state_pixels", "rgb_array"):
+            return type(env)._render(env, mode)
+        pygame.font.init()
+        if env.clock is None:
+            env.clock = pygame.time.Clock()
+        if "t" not in env.__dict__:
+            return None  # reset() not called yet
+        width, height = module.WINDOW_W, module.WINDOW_H
+        env.surf = pygame.Surface((width, height))
+        angle = -env.car.hull.angle
+        zoom = 0.1 * module.SCALE * max(1 - env.t, 0) + module.ZOOM * module.SCALE * min(env.t, 1)
+        scroll_x = -(env.car.hull.position[0]) * zoom
+        scroll_y = -(env.car.hull.position[1]) * zoom
+        trans = pygame.math.Vector2((scroll_x, scroll_y)).rotate_rad(angle)
+        trans = (width / 2 + trans[0], height / 4 + trans[1])
+        env._render_road(zoom, trans, angle)
+        env.car.draw(env.surf, zoom, trans, angle, mode != "state_pixels")  # particles: videos only
+        env.surf = pygame.transform.flip(env.surf, False, True)
+        env._render_indicators(width, height)
+        text = self.text(f"{env.reward:04.0f}")
+        text_rect = text.get_rect()
+        text_rect.center = (60, height - height * 2.5 / 40.0)
+        env.surf.blit(text, text_rect)
+        if mode == "rgb_array":
+            return env._create_image_array(env.surf, (module.VIDEO_W, module.VIDEO_H))
+        return env._create_image_array(env.surf, (module.STATE_W, module.STATE_H))
 
 
 class FastRoad:
