@@ -364,3 +364,29 @@ def test_dashboard_bars_read_the_steering_the_spin_and_the_speed_the_car_was_giv
     assert (steer_ahead == 0).all() and (gyro_ahead == 0).all()
     assert steer_left[-1] < 0 < steer_right[-1] and gyro_left[-1] < 0 < gyro_right[-1]
     np.testing.assert_array_equal(steer_left[:50], steer_ahead[:50])  # the same frames before the turn
+
+
+def test_steer_check_gaps_measure_a_dream_against_the_real_env():
+    import argparse
+
+    from tools.steer_check import BRANCHES, SIDES, report
+
+    steps = 10
+    steer = {"left": -20, "straight": 0, "right": 20}
+
+    def branch(name, side):  # one track's measures: a dream that never steers and keeps the road
+        dream = side == "dream"
+        return {
+            "road_under_car": np.full(steps, 0.9 if dream or name == "left" else 0.2),
+            "road_centre": np.full(steps, 30.0),
+            "steer_bar": np.full(steps, 0 if dream else steer[name]),
+            "gyro_bar": np.zeros(steps),
+            "speed_bar": np.ones(steps),
+        }
+
+    measures = {side: {name: [branch(name, side)] for name in BRANCHES} for side in SIDES}
+    args = argparse.Namespace(tracks=1, start=52, steps=steps, dreams=1, round=0)
+    gaps = report(measures, args)["gap_to_real"]
+    assert gaps["vae"] == {"road_under_car_straight": 0.0, "steer_bar": 0.0}
+    assert gaps["dream"]["road_under_car_straight"] == 0.7  # 0.9 kept where the real car had 0.2
+    assert gaps["dream"]["steer_bar"] == round(40 / 3, 2)  # 20 pixels off in two branches of three

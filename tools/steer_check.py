@@ -26,7 +26,8 @@ A dream that keeps road under the car while the real car is on grass is one a co
 exploit by driving straight on. Report (`--out`, default reports/steer_check.json): per branch
 and measure, the mean over tracks (and dreams) at each of REPORT_STEPS, for each of SIDES: the real
 frames, the VAE's reconstructions of them, M's one-step predictions from the real frames (teacher
-forced) and M's dreams. `--picture PATH`: the first track's three branches, each real above dream.
+forced) and M's dreams; and `gap_to_real`, each side's distance from the real env in two numbers
+(gaps). `--picture PATH`: the first track's three branches, each real above dream.
 """
 
 import argparse
@@ -60,6 +61,7 @@ STEER_ZERO, GYRO_ZERO = 32, 48
 SPEED_COLUMNS = slice(7, 11)
 BAR_CONTRAST = 60  # a bar pixel: its colour's channel this far above the other two
 REPORT_STEPS = (1, 5, 10, 20, 30, 40)
+CURVES = {"road_under_car": 3, "steer_bar": 2, "gyro_bar": 2, "speed_bar": 2}  # per step: its digits
 SIDES = ("real", "vae", "teacher", "dream")
 STRIP_STEPS = (1, 10, 20, 30, 40)
 
@@ -200,30 +202,38 @@ def frame_measures(frames):
     }
 
 
-def per_branch(stacked, key, steps, digits):
-    """{branch: {step: the mean of measure `key` over tracks and dreams}} at each of `steps`."""
-    means = {b: m[key].mean(0) for b, m in stacked.items()}  # (steps,) per branch
-    return {b: {str(s): round(float(mean[s - 1]), digits) for s in steps} for b, mean in means.items()}
+def per_step(means, key, steps):
+    """{branch: {step: value}} of measure `key`'s per-branch mean curves (`means`) at `steps`."""
+    return {b: {str(s): round(float(m[key][s - 1]), CURVES[key]) for s in steps} for b, m in means.items()}
 
 
 def report(measures, args):
     steps = [s for s in REPORT_STEPS if s <= args.steps] or [args.steps]
     out = {"tracks": args.tracks, "start": args.start, "steps": args.steps, "dreams": args.dreams}
     out["round"] = args.round
+    means = {}  # per side, branch and measure: the mean over tracks (and dreams) at each step
     for side, branches in measures.items():
         stacked = {b: {k: np.stack([m[k] for m in ms]) for k in ms[0]} for b, ms in branches.items()}
+        means[side] = {b: {k: m[k].mean(0) for k in CURVES} for b, m in stacked.items()}
         with warnings.catch_warnings():  # a step where no track shows road ahead: no centre (None)
             warnings.simplefilter("ignore", RuntimeWarning)
             left, right = (np.nanmean(stacked[b]["road_centre"], 0) for b in ("left", "right"))
         shift = left - right
-        out[side] = {
-            "road_under_car": per_branch(stacked, "road_under_car", steps, 3),
-            "road_shift": {
-                str(s): round(float(shift[s - 1]), 2) if np.isfinite(shift[s - 1]) else None for s in steps
-            },
-            **{bar: per_branch(stacked, bar, steps, 2) for bar in ("steer_bar", "gyro_bar", "speed_bar")},
-        }
+        curves = {key: per_step(means[side], key, steps) for key in CURVES}
+        shifts = {str(s): round(float(shift[s - 1]), 2) if np.isfinite(shift[s - 1]) else None for s in steps}
+        out[side] = {"road_under_car": curves.pop("road_under_car"), "road_shift": shifts, **curves}
+    out["gap_to_real"] = {side: gaps(means[side], means["real"]) for side in SIDES[1:]}
     return out
+
+
+def gaps(side, real):
+    """How far a side's mean curves are from the real env's, two numbers to compare M's by: the road
+    under the car straight on at the branch's last step (side minus real: positive, a dream that
+    keeps road the real car left) and the steering bar's mean absolute difference over every step
+    of the three branches (pixels: does the dream steer as it was told?)."""
+    steer = np.mean([np.abs(side[b]["steer_bar"] - real[b]["steer_bar"]).mean() for b in BRANCHES])
+    road = side["straight"]["road_under_car"][-1] - real["straight"]["road_under_car"][-1]
+    return {"road_under_car_straight": round(float(road), 3), "steer_bar": round(float(steer), 2)}
 
 
 if __name__ == "__main__":
