@@ -541,3 +541,23 @@ def test_devices_resolve_or_are_named():
         else:
             with pytest.raises(UserError, match=f"device is {name} but this machine has no {name.upper()}"):
                 resolve_device(name)
+
+
+def test_a_retrain_lever_links_what_it_does_not_make_and_never_writes_through(tmp_path, monkeypatch):
+    from tools.levers import prepared
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("models/ppo.pt", "models/vae.pt", "models/mdnrnn.pt"):
+        Path(name).parent.mkdir(exist_ok=True)
+        Path(name).write_bytes(b"this workspace's")
+    for name in ("data/rollouts", "data/latents"):
+        Path(name).mkdir(parents=True)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    work = prepared(Path("work"), raw, 3)  # a controller lever: every input linked
+    assert all((work / name).is_symlink() for name in ("models/vae.pt", "models/mdnrnn.pt", "data/latents"))
+    work = prepared(Path("work"), raw, 3, ["collect", "encode", "mdnrnn"])  # the same workspace, retraining
+    assert (work / "models/ppo.pt").is_symlink() and (work / "models/vae.pt").is_symlink()
+    for made in ("data/rollouts", "data/latents", "models/mdnrnn.pt"):
+        assert not (work / made).exists()  # the lever's stages make them there
+    assert Path("models/mdnrnn.pt").read_bytes() == b"this workspace's"
+    assert yaml.safe_load((work / "params.yaml").read_text())["seed"] == 3

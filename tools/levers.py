@@ -2,6 +2,7 @@
 some params changed, on this workspace's trained V and M, each result driven on validate tracks:
 
     python -m tools.levers NAME [--set controller.rollouts=8 ...] [--seeds 0 1 2] [--tracks 100] [--rounds R]
+                               [--retrain collect,encode,mdnrnn]
 
 For each seed, a scratch workspace gets this one's params.yaml with `seed` and the `--set` values
 changed, links to its models/vae.pt, models/mdnrnn.pt, data/latents (dream mode) and code, and runs
@@ -14,6 +15,11 @@ fitness and the finalists' selection; over the seeds: the mean, lowest
 and highest of the means, the mean std and the worst min; to
 `reports/levers/NAME.json` (runs already there are kept, not rerun). WM_EXECUTOR applies as in the
 stages. Not a test: each run is a controller stage's time.
+
+`--retrain STAGES` (a lever on the data, V or M: collect, vae, encode, mdnrnn, comma-separated)
+first runs those stages in the scratch workspace, in the DAG's order, with the lever's params; the
+outputs of the others stay links to this workspace's (`--retrain collect,encode,mdnrnn`: new
+episodes encoded by this V, and M trained on them). The stages' seconds are reported apart.
 
 `--rounds R` then runs rounds 1..R of the paper's iterative procedure in the seed's workspace
 (its stages round_data, mdnrnn and controller with `iterate.rounds`: collect with the last agent
@@ -59,15 +65,31 @@ def with_values(raw, assignments):
     return raw
 
 
-def prepared(work, raw, seed):
-    """`work` with params `raw` (CMA-ES seed `seed`) and links to this workspace's inputs and code."""
+# the stages a lever may rerun before the controller's (--retrain), in the DAG's order: their outputs
+RETRAIN = {"collect": paths.ROLLOUTS, "vae": paths.VAE, "encode": paths.LATENTS, "mdnrnn": paths.MDNRNN}
+INPUTS = {  # what each of them, and the controller stage, reads
+    "collect": [paths.PPO_MODEL],
+    "vae": [paths.ROLLOUTS],
+    "encode": [paths.VAE, paths.ROLLOUTS],
+    "mdnrnn": [paths.LATENTS],
+    "controller": [paths.VAE, paths.MDNRNN],
+}
+
+
+def prepared(work, raw, seed, retrain=()):
+    """`work` with params `raw` (seed `seed`) and links to this workspace's inputs and code, but for
+    the outputs of the `retrain` stages (a name of RETRAIN each), which the lever makes there."""
     params = dict(raw, seed=seed)
     parse_params(params, "params.yaml (with --set)")  # one line naming a bad key, before any work
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the inputs, and the code where the stage's resume fingerprint looks for it (wm.io.run_fingerprint)
-    links = {path: path for path in (paths.VAE, paths.MDNRNN, paths.LATENTS)}
+    made = {RETRAIN[stage] for stage in retrain}
+    links = {path: path for path in (paths.PPO_MODEL, *RETRAIN.values()) if path not in made}
     links.update({Path(name): ROOT / name for name in ("wm", "stages", "tools")})
+    for path in made:  # a link left by a run without --retrain: never written through
+        if (work / path).is_symlink():
+            (work / path).unlink()
     for name, target in links.items():
         link = work / name
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -89,13 +111,16 @@ def timed(work, *commands):
     return time.perf_counter() - start
 
 
-def controller_run(work, raw, seed, tracks):
-    """Run the controller stage in `work` with params `raw` (its rounds dropped: the agent is this
-    stage's, even in a profile with rounds) and CMA-ES seed `seed`, then drive its controller on
-    `tracks` validate tracks on gymnasium; the run's figures."""
-    seconds = timed(prepared(work, with_rounds(raw, 0), seed), ["stages.controller"])
+def controller_run(work, raw, seed, tracks, retrain=()):
+    """Run the `retrain` stages (in RETRAIN's order) and the controller stage in `work` with params
+    `raw` (its rounds dropped: the agent is this stage's, even in a profile with rounds) and seed
+    `seed`, then drive its controller on `tracks` validate tracks on gymnasium; the run's figures."""
+    prepared(work, with_rounds(raw, 0), seed, retrain)
+    retrained = {stage: round(timed(work, [f"stages.{stage}"]), 1) for stage in RETRAIN if stage in retrain}
+    seconds = timed(work, ["stages.controller"])
     return {
         "seed": seed,
+        **({"retrain_seconds": retrained} if retrained else {}),
         "controller_seconds": round(seconds, 1),
         **figures(work, paths.controller_metrics(0), tracks),
     }
@@ -170,28 +195,34 @@ def run():
         help="then this many rounds of the iterative procedure (iterate.*) in each seed's workspace",
     )
     parser.add_argument(
+        "--retrain",
+        default="",
+        help=f"comma-separated stages run first with the lever's params: {', '.join(RETRAIN)}",
+    )
+    parser.add_argument(
         "--evolve-only",
         action="store_true",
         help="rounds of CMA-ES generations alone, on the last M (the control for a round's data)",
     )
     args = parser.parse_args()
-    for path in (paths.VAE, paths.MDNRNN):
+    retrain = [stage for stage in args.retrain.split(",") if stage]
+    if set(retrain) - set(RETRAIN):
+        raise UserError(f"--retrain {args.retrain}: stages are {', '.join(RETRAIN)}")
+    made = {RETRAIN[stage] for stage in retrain}
+    for path in {path for stage in [*retrain, "controller"] for path in INPUTS[stage]} - made:
         if not path.exists():
-            raise UserError(f"{path}: not found (dvc pull, or dvc repro mdnrnn)")
+            raise UserError(f"{path}: not found (dvc pull, or dvc repro the stage that makes it)")
     raw = with_values(yaml.safe_load(Path("params.yaml").read_text()), args.set)
     out = Path("reports/levers") / f"{args.name}.json"
-    report = (
-        json.loads(out.read_text()) if out.exists() else {"set": args.set, "tracks": args.tracks, "runs": {}}
-    )
-    if (report["set"], report["tracks"]) != (args.set, args.tracks):
-        raise UserError(
-            f"{out}: holds the lever {report['set']} on {report['tracks']} tracks, not {args.set} on "
-            f"{args.tracks}; choose another name"
-        )
+    lever = {"set": args.set, "tracks": args.tracks, "retrain": retrain}
+    report = json.loads(out.read_text()) if out.exists() else {**lever, "runs": {}}
+    held = {"set": report["set"], "tracks": report["tracks"], "retrain": report.get("retrain", [])}
+    if held != lever:
+        raise UserError(f"{out}: holds another lever ({held}), not {lever}; choose another name")
     for seed in args.seeds:
         work = SCRATCH / args.name / str(seed)
         if str(seed) not in report["runs"]:
-            report["runs"][str(seed)] = controller_run(work, raw, seed, args.tracks)
+            report["runs"][str(seed)] = controller_run(work, raw, seed, args.tracks, retrain)
             report["over_seeds"] = over_seeds(report["runs"].values())
             write_json(out, report)
             this, summary = report["runs"][str(seed)], report["over_seeds"]
