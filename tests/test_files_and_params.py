@@ -561,3 +561,6 @@ def test_a_retrain_lever_links_what_it_does_not_make_and_never_writes_through(tm
         assert not (work / made).exists()  # the lever's stages make them there
     assert Path("models/mdnrnn.pt").read_bytes() == b"this workspace's"
     assert yaml.safe_load((work / "params.yaml").read_text())["seed"] == 3
+    work = prepared(Path("work"), raw, 3, ["ppo", "collect"])  # the data's driver too
+    assert not (work / "models/ppo.pt").exists() and (work / "models/vae.pt").is_symlink()
+    assert Path("models/ppo.pt").read_bytes() == b"this workspace's"

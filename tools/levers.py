@@ -16,10 +16,13 @@ and highest of the means, the mean std and the worst min; to
 `reports/levers/NAME.json` (runs already there are kept, not rerun). WM_EXECUTOR applies as in the
 stages. Not a test: each run is a controller stage's time.
 
-`--retrain STAGES` (a lever on the data, V or M: collect, vae, encode, mdnrnn, comma-separated)
-first runs those stages in the scratch workspace, in the DAG's order, with the lever's params; the
-outputs of the others stay links to this workspace's (`--retrain collect,encode,mdnrnn`: new
-episodes encoded by this V, and M trained on them). The stages' seconds are reported apart.
+`--retrain STAGES` (a lever on the data policy, the data, V or M: ppo, collect, vae, encode,
+mdnrnn, comma-separated) first runs those stages in the scratch workspace, in the DAG's order, with
+the lever's params; the outputs of the others stay links to this workspace's (`--retrain
+collect,encode,mdnrnn`: new episodes encoded by this V, and M trained on them). The stages' seconds
+are reported apart, and a retrained PPO's own returns on the same validate tracks (`ppo`). With
+`--retrain ppo,collect,vae,encode,mdnrnn` a seed is the default pipeline of that `seed` up to its
+controller, every stage's seed moved.
 
 `--rounds R` then runs rounds 1..R of the paper's iterative procedure in the seed's workspace
 (its stages round_data, mdnrnn and controller with `iterate.rounds`: collect with the last agent
@@ -66,8 +69,15 @@ def with_values(raw, assignments):
 
 
 # the stages a lever may rerun before the controller's (--retrain), in the DAG's order: their outputs
-RETRAIN = {"collect": paths.ROLLOUTS, "vae": paths.VAE, "encode": paths.LATENTS, "mdnrnn": paths.MDNRNN}
+RETRAIN = {
+    "ppo": paths.PPO_MODEL,
+    "collect": paths.ROLLOUTS,
+    "vae": paths.VAE,
+    "encode": paths.LATENTS,
+    "mdnrnn": paths.MDNRNN,
+}
 INPUTS = {  # what each of them, and the controller stage, reads
+    "ppo": [],
     "collect": [paths.PPO_MODEL],
     "vae": [paths.ROLLOUTS],
     "encode": [paths.VAE, paths.ROLLOUTS],
@@ -85,7 +95,7 @@ def prepared(work, raw, seed, retrain=()):
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # the inputs, and the code where the stage's resume fingerprint looks for it (wm.io.run_fingerprint)
     made = {RETRAIN[stage] for stage in retrain}
-    links = {path: path for path in (paths.PPO_MODEL, *RETRAIN.values()) if path not in made}
+    links = {path: path for path in RETRAIN.values() if path not in made}
     links.update({Path(name): ROOT / name for name in ("wm", "stages", "tools")})
     for path in made:  # a link left by a run without --retrain: never written through
         if (work / path).is_symlink():
@@ -121,6 +131,7 @@ def controller_run(work, raw, seed, tracks, retrain=()):
     return {
         "seed": seed,
         **({"retrain_seconds": retrained} if retrained else {}),
+        **({"ppo": ppo_figures(work, tracks)} if "ppo" in retrain else {}),
         "controller_seconds": round(seconds, 1),
         **figures(work, paths.controller_metrics(0), tracks),
     }
@@ -159,11 +170,24 @@ def round_run(work, raw, seed, n, tracks, evolve_only=False):
     }
 
 
+def validate_returns(work, tracks, *agent):
+    """The returns of the agent quick_eval drives in `work` (the z+h world model, or `agent`'s
+    options) on `tracks` validate tracks on gymnasium, in track order."""
+    step(work, "tools.quick_eval", str(tracks), *agent, "--backend", "gymnasium", "--out", "returns.json")
+    return np.array(json.loads((work / "returns.json").read_text())["returns"])
+
+
+def ppo_figures(work, tracks):
+    """A retrained PPO agent's mean, std and min on `tracks` validate tracks (the data's driver)."""
+    returns = validate_returns(work, tracks, "--ppo", str(paths.PPO_MODEL))
+    summary = {"mean": returns.mean(), "std": returns.std(), "min": returns.min()}
+    return {key: round(float(value), 1) for key, value in summary.items()}
+
+
 def figures(work, metrics, tracks):
     """The figures of the controller `work`'s params point at (quick_eval's: the last round's),
     driven on `tracks` validate tracks on gymnasium; `metrics`: its CMA-ES run's dvclive directory."""
-    step(work, "tools.quick_eval", str(tracks), "--backend", "gymnasium", "--out", "returns.json")
-    returns = np.array(json.loads((work / "returns.json").read_text())["returns"])
+    returns = validate_returns(work, tracks)
     metrics = work / metrics
     rows = np.loadtxt(metrics / "fitness.tsv", skiprows=1, ndmin=2)  # generation, candidate, fitness
     fitness = rows[:, 2].reshape(int(rows[:, 0].max()) + 1, -1)  # (generations, population)
