@@ -564,3 +564,30 @@ def test_a_retrain_lever_links_what_it_does_not_make_and_never_writes_through(tm
     work = prepared(Path("work"), raw, 3, ["ppo", "collect"])  # the data's driver too
     assert not (work / "models/ppo.pt").exists() and (work / "models/vae.pt").is_symlink()
     assert Path("models/ppo.pt").read_bytes() == b"this workspace's"
+
+
+def test_a_cut_retrain_lever_goes_on_where_it_stopped(tmp_path, monkeypatch):
+    import tools.levers as levers
+
+    ran = []
+
+    def fake_timed(work, command):  # a stage that makes its output
+        stage = command[0].removeprefix("stages.")
+        output = work / levers.RETRAIN[stage]
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(b"made")
+        ran.append(stage)
+        return 1.0
+
+    monkeypatch.setattr(levers, "timed", fake_timed)
+    work, retrain = tmp_path / "work", ["collect", "encode", "mdnrnn"]
+    assert levers.retrain_stages(work, retrain) == {"collect": 1.0, "encode": 1.0, "mdnrnn": 1.0}
+    assert ran == retrain
+    ran.clear()
+    (work / levers.RETRAIN["mdnrnn"]).unlink()  # cut before M was saved
+    levers.retrain_stages(work, retrain)
+    assert ran == ["mdnrnn"]
+    ran.clear()
+    (work / levers.RETRAIN["collect"]).unlink()  # new episodes: everything after them runs again
+    levers.retrain_stages(work, retrain)
+    assert ran == retrain

@@ -22,7 +22,8 @@ the lever's params; the outputs of the others stay links to this workspace's (`-
 collect,encode,mdnrnn`: new episodes encoded by this V, and M trained on them). The stages' seconds
 are reported apart, and a retrained PPO's own returns on the same validate tracks (`ppo`). With
 `--retrain ppo,collect,vae,encode,mdnrnn` a seed is the default pipeline of that `seed` up to its
-controller, every stage's seed moved.
+controller, every stage's seed moved. A cut lever goes on with the same command: the retrained
+stages that finished are kept (those after one that runs again run again too).
 
 `--rounds R` then runs rounds 1..R of the paper's iterative procedure in the seed's workspace
 (its stages round_data, mdnrnn and controller with `iterate.rounds`: collect with the last agent
@@ -126,7 +127,7 @@ def controller_run(work, raw, seed, tracks, retrain=()):
     `raw` (its rounds dropped: the agent is this stage's, even in a profile with rounds) and seed
     `seed`, then drive its controller on `tracks` validate tracks on gymnasium; the run's figures."""
     prepared(work, with_rounds(raw, 0), seed, retrain)
-    retrained = {stage: round(timed(work, [f"stages.{stage}"]), 1) for stage in RETRAIN if stage in retrain}
+    retrained = retrain_stages(work, retrain)
     seconds = timed(work, ["stages.controller"])
     return {
         "seed": seed,
@@ -135,6 +136,23 @@ def controller_run(work, raw, seed, tracks, retrain=()):
         "controller_seconds": round(seconds, 1),
         **figures(work, paths.controller_metrics(0), tracks),
     }
+
+
+def retrain_stages(work, retrain):
+    """Run the `retrain` stages in `work` in RETRAIN's order; their seconds. A stage that finished
+    in an earlier, cut run of this lever (its output there and its seconds in `retrained.json`) is
+    not run again, unless a stage before it ran: a resumed lever goes on where it stopped."""
+    record = work / "retrained.json"
+    done = json.loads(record.read_text()) if record.exists() else {}
+    seconds, ran = {}, False
+    for stage in (s for s in RETRAIN if s in retrain):
+        output = work / RETRAIN[stage]
+        if ran or stage not in done or not output.exists() or output.is_symlink():
+            seconds[stage], ran = round(timed(work, [f"stages.{stage}"]), 1), True
+            write_json(record, seconds)  # the stages after it are to run again
+        else:
+            seconds[stage] = done[stage]
+    return seconds
 
 
 def with_rounds(raw, n):
