@@ -141,9 +141,13 @@ def controller_run(work, raw, seed, tracks, retrain=()):
 def retrain_stages(work, retrain):
     """Run the `retrain` stages in `work` in RETRAIN's order; their seconds. A stage that finished
     in an earlier, cut run of this lever (its output there and its seconds in `retrained.json`) is
-    not run again, unless a stage before it ran: a resumed lever goes on where it stopped."""
+    not run again, unless a stage before it ran: a resumed lever goes on where it stopped (delete
+    the seed's workspace to start over). An unreadable record counts as none."""
     record = work / "retrained.json"
-    done = json.loads(record.read_text()) if record.exists() else {}
+    try:
+        done = json.loads(record.read_text()) if record.exists() else {}
+    except (OSError, ValueError):  # written atomically, so rare: run every stage again
+        done = {}
     seconds, ran = {}, False
     for stage in (s for s in RETRAIN if s in retrain):
         output = work / RETRAIN[stage]
