@@ -200,10 +200,18 @@ def validate_returns(work, tracks, *agent):
 
 
 def ppo_figures(work, tracks):
-    """A retrained PPO agent's mean, std and min on `tracks` validate tracks (the data's driver)."""
-    returns = validate_returns(work, tracks, "--ppo", str(paths.PPO_MODEL))
-    summary = {"mean": returns.mean(), "std": returns.std(), "min": returns.min()}
-    return {key: round(float(value), 1) for key, value in summary.items()}
+    """A retrained PPO agent's summary on `tracks` validate tracks (the data's driver)."""
+    return summary(validate_returns(work, tracks, "--ppo", str(paths.PPO_MODEL)))
+
+
+def summary(returns):
+    """Mean, std, min of validate `returns` and the tracks below 700."""
+    return {
+        "mean": round(float(returns.mean()), 1),
+        "std": round(float(returns.std()), 1),
+        "min": round(float(returns.min()), 1),
+        "below_700": int((returns < 700).sum()),
+    }
 
 
 def figures(work, metrics, tracks):
@@ -215,10 +223,7 @@ def figures(work, metrics, tracks):
     fitness = rows[:, 2].reshape(int(rows[:, 0].max()) + 1, -1)  # (generations, population)
     select = json.loads((metrics / "metrics.json").read_text()).get("select", {})
     return {
-        "mean": round(float(returns.mean()), 1),
-        "std": round(float(returns.std()), 1),
-        "min": round(float(returns.min()), 1),
-        "below_700": int((returns < 700).sum()),
+        **summary(returns),
         "returns": [round(float(r), 2) for r in returns],
         # per generation, the best and the mean fitness (the curves two levers of one seed part on)
         "generation_best": [round(float(f), 1) for f in fitness.max(1)],
