@@ -591,3 +591,28 @@ def test_a_cut_retrain_lever_goes_on_where_it_stopped(tmp_path, monkeypatch):
     (work / levers.RETRAIN["collect"]).unlink()  # new episodes: everything after them runs again
     levers.retrain_stages(work, retrain)
     assert ran == retrain
+
+
+def test_a_lever_report_keeps_the_watched_real_returns_beside_the_fitness(tmp_path, monkeypatch):
+    import tools.levers as levers
+    from wm.io import open_live, write_tsv
+
+    fitness = [[10.0, 30.0], [20.0, 50.0], [40.0, 5.0]]  # (generations, population)
+    watched = [100.0, 300.0, 200.0]  # each generation's best on the watched real tracks
+    metrics = tmp_path / "metrics" / "controller"
+    with open_live(metrics) as live:  # as the stage logs them (wm.evolve)
+        for generation, real in enumerate(watched):
+            live.log_metric("watch/fitness", max(fitness[generation]))
+            live.log_metric("watch/real", real)
+            live.next_step()
+    write_tsv(
+        metrics / "fitness.tsv",
+        ["generation", "candidate", "fitness"],
+        [(g, c, repr(f)) for g, row in enumerate(fitness) for c, f in enumerate(row)],
+    )
+    monkeypatch.setattr(levers, "validate_returns", lambda work, tracks: np.array([650.0, 900.0]))
+    report = levers.figures(tmp_path, Path("metrics/controller"), 2)
+    assert report["generation_best"] == [30.0, 50.0, 40.0]
+    assert report["generation_watched"] == watched
+    assert report["watched_fitness_correlation"] == round(float(np.corrcoef(watched, [30, 50, 40])[0, 1]), 2)
+    assert report["below_700"] == 1

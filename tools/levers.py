@@ -11,7 +11,8 @@ with the same command) then drives the new controller on `--tracks` validate tra
 (the env evaluate reports on; the test tracks stay unseen). `seed` only moves CMA-ES's sampling
 here: the tracks each generation drives are the seed block's, whatever the seed. Per run: mean, std,
 min of the returns, the tracks below 700, the stage's seconds, each generation's best and mean
-fitness and the finalists' selection; over the seeds: the mean, lowest
+fitness (with `controller.watch_tracks`, its best's real return too, and how the two correlate) and
+the finalists' selection; over the seeds: the mean, lowest
 and highest of the means, the mean std and the worst min; to
 `reports/levers/NAME.json` (runs already there are kept, not rerun). WM_EXECUTOR applies as in the
 stages. Not a test: each run is a controller stage's time.
@@ -222,7 +223,7 @@ def figures(work, metrics, tracks):
     rows = np.loadtxt(metrics / "fitness.tsv", skiprows=1, ndmin=2)  # generation, candidate, fitness
     fitness = rows[:, 2].reshape(int(rows[:, 0].max()) + 1, -1)  # (generations, population)
     select = json.loads((metrics / "metrics.json").read_text()).get("select", {})
-    return {
+    out = {
         **summary(returns),
         "returns": [round(float(r), 2) for r in returns],
         # per generation, the best and the mean fitness (the curves two levers of one seed part on)
@@ -230,6 +231,13 @@ def figures(work, metrics, tracks):
         "generation_mean": [round(float(f), 1) for f in fitness.mean(1)],
         "select": {key: round(float(value), 1) for key, value in select.items()},
     }
+    watched = metrics / "plots" / "metrics" / "watch" / "real.tsv"  # dvclive's, with watch_tracks > 0
+    if watched.exists():
+        real = np.loadtxt(watched, skiprows=1, ndmin=2)[:, 1]  # step, value
+        out["generation_watched"] = [round(float(r), 1) for r in real]
+        # does the fitness CMA-ES climbs (a dream's, in dream mode) follow the real return?
+        out["watched_fitness_correlation"] = round(float(np.corrcoef(real, fitness.max(1))[0, 1]), 2)
+    return out
 
 
 @main
