@@ -3,6 +3,7 @@ the evaluate stage is the reference, on gymnasium). For trying levers, run in a 
 models/ and params.yaml:
 
     python -m tools.quick_eval 64 [--z-only | --ppo models/ppo.pt] [--backend gymnasium] [--block validate]
+                                  [--action-noise 0.1 [--noise-on steer,gas]]
 
 The z+h agent is the last round's of iterate.rounds (models/ without rounds), as evaluate's.
 
@@ -11,6 +12,10 @@ The z+h agent is the last round's of iterate.rounds (models/ without rounds), as
 The tracks come from the `validate` seed block, which no stage uses: choosing between levers on
 the test tracks would make the test returns a measure of that choice, not of held-out tracks.
 `--block test` gives the test tracks' returns (what evaluate reports) for a finished choice.
+
+`--action-noise STD` drives the agent with Gaussian noise on its actions, each track's drawn from
+its seed, as the rounds of the iterative procedure collect (wm.agents.Noisy); `--noise-on` the
+action components it is added to (then clipped to the action space, as always).
 """
 
 import argparse
@@ -18,14 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from wm.agents import PPOPolicy
+from wm.agents import Noisy, PPOPolicy
 from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import BACKENDS, track_seeds
-from wm.errors import main
+from wm.errors import UserError, main
 from wm.executor import batch_count, make_executor
 from wm.io import write_json
 from wm.world_model import load_agent, load_world_model
+
+ACTION_NAMES = ("steer", "gas", "brake")  # the env's action components, in order (wm.env.ACTION_DIM)
 
 
 @main
@@ -37,7 +44,12 @@ def run():
     parser.add_argument("--backend", choices=BACKENDS, default="envpool")
     parser.add_argument("--block", choices=("validate", "test"), default="validate")
     parser.add_argument("--out", type=Path, help="also write the returns, in seed order, to this JSON file")
+    parser.add_argument("--action-noise", type=float, default=0.0, help="std of Gaussian action noise")
+    parser.add_argument("--noise-on", default=",".join(ACTION_NAMES), help="the action components it is on")
     args = parser.parse_args()
+    noise_on = args.noise_on.split(",")
+    if set(noise_on) - set(ACTION_NAMES):
+        raise UserError(f"--noise-on {args.noise_on}: the components are {', '.join(ACTION_NAMES)}")
     params = load_params()
     use_threads(params.threads)
     if args.ppo:
@@ -46,6 +58,8 @@ def run():
         last = 0 if args.z_only else len(params.iterate.rounds)  # controller_z has no rounds
         world_model = load_world_model(params.vae.z_dim, last)
         agent = load_agent(*world_model, inputs="z" if args.z_only else "zh", round=last)
+    if args.action_noise:
+        agent = Noisy(agent, args.action_noise * np.isin(ACTION_NAMES, noise_on))  # (3,) std per component
     seeds = track_seeds(args.block, args.tracks)
     env = params.env
     with make_executor(
@@ -58,10 +72,18 @@ def run():
     ) as executor:
         returns = [r.total_reward for r in executor.drive(agent, seeds, env.batch_size, desc=args.block)]
     summary = f"mean {np.mean(returns):.1f} +- {np.std(returns):.1f}, min {np.min(returns):.1f}"
-    print(f"{args.tracks} {args.block} tracks ({args.backend}): {summary}")
+    noise = f", noise {args.action_noise} on {args.noise_on}" if args.action_noise else ""
+    print(f"{args.tracks} {args.block} tracks ({args.backend}{noise}): {summary}")
     if args.out:
         write_json(
-            args.out, {"block": args.block, "backend": args.backend, "seeds": seeds, "returns": returns}
+            args.out,
+            {
+                "block": args.block,
+                "backend": args.backend,
+                "action_noise": {"std": args.action_noise, "on": noise_on if args.action_noise else []},
+                "seeds": seeds,
+                "returns": returns,
+            },
         )
 
 
