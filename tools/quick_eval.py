@@ -48,6 +48,8 @@ def run():
     parser.add_argument("--noise-on", default=",".join(ACTION_NAMES), help="the action components it is on")
     args = parser.parse_args()
     noise_on = args.noise_on.split(",")
+    if args.action_noise < 0:
+        raise UserError(f"--action-noise {args.action_noise}: a standard deviation, 0 or more")
     if set(noise_on) - set(ACTION_NAMES):
         raise UserError(f"--noise-on {args.noise_on}: the components are {', '.join(ACTION_NAMES)}")
     params = load_params()
