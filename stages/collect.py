@@ -7,7 +7,7 @@ outs: data/rollouts/episode_XXXXX.npz; metrics/collect.json
 import numpy as np
 
 from wm import paths
-from wm.agents import build_policy
+from wm.agents import build_policy, noise_std
 from wm.compute import use_threads
 from wm.config import load_params
 from wm.env import track_seeds
@@ -22,7 +22,10 @@ def run():
     use_threads(params.threads)
     cfg = params.collect
     policy = build_policy(
-        cfg.policy, action_noise=cfg.action_noise, ppo_fraction=cfg.ppo_fraction, takeover=cfg.random_takeover
+        cfg.policy,
+        action_noise=noise_std(cfg.action_noise, cfg.noise_on),
+        ppo_fraction=cfg.ppo_fraction,
+        takeover=cfg.random_takeover,
     )
     timer = Timer("collect")
     env = params.env

@@ -1,8 +1,9 @@
 """Stage round_data@N (`python -m stages.round_data N`, iterate.rounds): round N of the paper's
 iterative procedure collects iterate.episodes new episodes with round N-1's agent (the VAE, and
 round N-1's MDN-RNN and controller; round 1: the mdnrnn and controller stages') plus Gaussian
-action noise of std iterate.action_noise, on new tracks of the collect block, and encodes them
-with the VAE. Round N's latents are round N-1's and these (the MDN-RNN of round N trains on all).
+action noise of std iterate.action_noise on the components iterate.noise_on, on new tracks of
+the collect block, and encodes them with the VAE. Round N's latents are round N-1's and these
+(the MDN-RNN of round N trains on all).
 
 outs: data/rounds/N (latent episodes); metrics/rounds/N/collect.json
 """
@@ -13,7 +14,7 @@ import sys
 import numpy as np
 
 from wm import paths
-from wm.agents import Noisy
+from wm.agents import Noisy, noise_std
 from wm.compute import use_threads
 from wm.config import load_params, parse_round
 from wm.env import track_seeds
@@ -35,7 +36,8 @@ def run():
     it, env = params.iterate, params.env
     device = resolve_device(params.device)
     vae, mdnrnn = load_world_model(params.vae.z_dim, n - 1)
-    agent = Noisy(load_agent(vae, mdnrnn, device=device, round=n - 1), it.action_noise)
+    agent = load_agent(vae, mdnrnn, device=device, round=n - 1)
+    agent = Noisy(agent, noise_std(it.action_noise, it.noise_on))
     previous = list_files(paths.round_latents(n - 1), "latent")
     seeds = track_seeds("collect", it.episodes, start=params.collect.episodes + (n - 1) * it.episodes)
     out = paths.round_latents(n)

@@ -17,6 +17,7 @@ from wm.agents import (
     PPOPolicy,
     RandomPolicy,
     ReplayPolicy,
+    noise_std,
 )
 from wm.controller import Controller
 from wm.env import BACKENDS, make_env, prepare_frame
@@ -397,12 +398,12 @@ def test_steer_check_gaps_measure_a_dream_against_the_real_env():
 def test_action_noise_moves_only_the_components_it_is_on_and_clipped_brake_noise_brakes():
     steps, tracks = 2000, 2
     held = np.tile(np.array([0.0, 0.5, 0.0], np.float32), (steps, tracks, 1))  # straight on, half gas
-    steer_only = Noisy(ReplayPolicy(held), 0.1 * np.array([1.0, 0.0, 0.0]))  # quick_eval --noise-on steer
+    steer_only = Noisy(ReplayPolicy(held), noise_std(0.1, ["steer"]))  # quick_eval --noise-on steer
     steer_only.reset([7, 8])
     actions = np.stack([steer_only.act(None) for _ in range(steps)])  # (T, N, 3)
     assert actions[..., 1:].tolist() == held[..., 1:].tolist()
     assert 0.09 < actions[..., 0].std() < 0.11 and abs(actions[..., 0].mean()) < 0.01
-    everywhere = Noisy(ReplayPolicy(held), 0.1)  # as the rounds collect
+    everywhere = Noisy(ReplayPolicy(held), noise_std(0.1))  # the default on: all three components
     everywhere.reset([7, 8])
     brake = np.stack([everywhere.act(None) for _ in range(steps)])[..., 2]
     # the brake cannot go below 0, so the noise is a brake of 0.1 / sqrt(2 pi) on average, half the time on

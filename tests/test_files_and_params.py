@@ -307,6 +307,11 @@ def test_every_shipped_profile_is_valid(profile):
             r"evaluate\.policies must be one of .*'expert'",
         ),
         (lambda p: p["evaluate"].update(policies=["ppo", "ppo"]), r"evaluate\.policies lists an item twice"),
+        (
+            lambda p: p["iterate"].update(noise_on=["steer", "clutch"]),
+            r"iterate\.noise_on must be one of steer, gas, brake, got 'clutch'",
+        ),
+        (lambda p: p["collect"].update(noise_on=[]), r"collect\.noise_on must be a non-empty list"),
         # the rounds of the iterative procedure: named "1", "2"... (quoted), each from the last's
         (lambda p: p["iterate"].update(rounds=[ROUND_1]), r"iterate\.rounds must be a mapping"),
         (

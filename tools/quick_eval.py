@@ -23,16 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from wm.agents import Noisy, PPOPolicy
+from wm.agents import Noisy, PPOPolicy, noise_std
 from wm.compute import use_threads
 from wm.config import load_params
-from wm.env import BACKENDS, track_seeds
+from wm.env import ACTION_NAMES, BACKENDS, track_seeds
 from wm.errors import UserError, main
 from wm.executor import batch_count, make_executor
 from wm.io import write_json
 from wm.world_model import load_agent, load_world_model
-
-ACTION_NAMES = ("steer", "gas", "brake")  # the env's action components, in order (wm.env.ACTION_DIM)
 
 
 @main
@@ -61,7 +59,7 @@ def run():
         world_model = load_world_model(params.vae.z_dim, last)
         agent = load_agent(*world_model, inputs="z" if args.z_only else "zh", round=last)
     if args.action_noise:
-        agent = Noisy(agent, args.action_noise * np.isin(ACTION_NAMES, noise_on))  # (3,) std per component
+        agent = Noisy(agent, noise_std(args.action_noise, noise_on))
     seeds = track_seeds(args.block, args.tracks)
     env = params.env
     with make_executor(

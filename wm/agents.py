@@ -13,13 +13,20 @@ import copy
 import numpy as np
 
 from wm import paths
-from wm.env import ACTION_DIM, ACTION_HIGH, ACTION_LOW
+from wm.env import ACTION_DIM, ACTION_HIGH, ACTION_LOW, ACTION_NAMES
 
 # The random policy: an AR(1) process per action channel, x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t,
 # so each channel stays N(0, 1) and holds its value for ~1 / (1 - rho) = 20 steps (0.4 s).
 RANDOM_CORRELATION = 0.95
 RANDOM_GAS_CENTER = 0.5  # gas = 0.5 + 0.5 x, clipped to [0, 1]: half throttle on average
 RANDOM_BRAKE_CENTER = -1.0  # brake = x - 1, clipped to [0, 1]: brakes on ~16% of steps (P(x > 1))
+
+
+def noise_std(std, on=ACTION_NAMES):
+    """The (3,) per-component std of Gaussian action noise of std `std` on the components `on`
+    (names of ACTION_NAMES), 0 on the others. Noise on the brake is clipped at 0, so it brakes
+    on half the steps, 0.04 on average at std 0.1: a constant drag that slows the car."""
+    return std * np.isin(ACTION_NAMES, on)
 
 
 class RandomPolicy:
@@ -44,13 +51,14 @@ class RandomPolicy:
 
 
 class PPOPolicy:
-    """A trained Stable-Baselines3 PPO agent, optionally with Gaussian action noise."""
+    """A trained Stable-Baselines3 PPO agent, optionally with Gaussian action noise of std
+    `action_noise`: a number, or one per component (noise_std)."""
 
     def __init__(self, path, action_noise=0.0):
         from wm.ppo import load_ppo  # stable_baselines3 is a heavy import
 
         self.policy = load_ppo(path)
-        self.action_noise = action_noise
+        self.action_noise = np.broadcast_to(action_noise, ACTION_DIM)
 
     def reset(self, seeds):
         self.rngs = [np.random.default_rng([seed, 2]) for seed in seeds]
@@ -59,7 +67,7 @@ class PPOPolicy:
         """`rows`: the indices of the tracks this policy drives, if not all."""
         rows = np.arange(len(obs)) if rows is None else rows
         actions, _ = self.policy.predict(obs[rows], deterministic=True)
-        if self.action_noise > 0:
+        if self.action_noise.any():
             noise = np.stack([self.rngs[i].standard_normal(ACTION_DIM) for i in rows])
             actions = actions + self.action_noise * noise
         return np.clip(actions, ACTION_LOW, ACTION_HIGH).astype(np.float32)
@@ -168,8 +176,9 @@ class Wrapper:
 
 
 class Noisy(Wrapper):
-    """`policy` with Gaussian noise of std `std` on its actions, each track's noise drawn from its
-    seed (the rounds of the iterative procedure collect with the last agent this way)."""
+    """`policy` with Gaussian noise of std `std` on its actions (a number, or one per component:
+    noise_std), each track's noise drawn from its seed (the rounds of the iterative procedure
+    collect with the last agent this way)."""
 
     def __init__(self, policy, std):
         self.policy, self.std = policy, std
@@ -209,8 +218,9 @@ class Perturbed(Wrapper):
 
 def build_policy(kind, ppo_path=paths.PPO_MODEL, action_noise=0.0, ppo_fraction=0.5, takeover=0.0):
     """A policy that needs no world model: "random", "ppo" (the model at `ppo_path`, with
-    Gaussian `action_noise`) or "mix" (per track, that PPO with probability `ppo_fraction`, else
-    random; in PPO's tracks the random policy drives a share `takeover` of the steps)."""
+    Gaussian `action_noise`, a number or one per component: noise_std) or "mix" (per track, that
+    PPO with probability `ppo_fraction`, else random; in PPO's tracks the random policy drives a
+    share `takeover` of the steps)."""
     if kind == "random":
         return RandomPolicy()
     if kind == "ppo":

@@ -12,7 +12,7 @@ from typing import get_args, get_origin, get_type_hints
 
 import yaml
 
-from wm.env import BACKENDS, SEED_BLOCK_SIZE
+from wm.env import ACTION_NAMES, BACKENDS, SEED_BLOCK_SIZE
 from wm.errors import UserError
 from wm.paths import round_latents, round_models
 
@@ -58,6 +58,7 @@ class CollectConfig:
     policy: str = _p(choices=("ppo", "random", "mix"))
     ppo_fraction: float = _p(0.0, 1.0)
     action_noise: float = _p(0.0, 2.0)
+    noise_on: list[str] = _p(choices=ACTION_NAMES)
     random_takeover: float = _p(0.0, 0.9)
 
 
@@ -154,6 +155,7 @@ class RoundConfig:
 class IterateConfig:
     episodes: int = _p(1, 1_000_000)
     action_noise: float = _p(0.0, 2.0)
+    noise_on: list[str] = _p(choices=ACTION_NAMES)
     mdnrnn_epochs: int = _p(1, 100_000)
     generations: int = _p(1, 1_000_000)
     rounds: dict[str, RoundConfig] = _p()

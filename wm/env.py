@@ -13,7 +13,8 @@ ENV_ID = "CarRacing-v3"
 BACKENDS = ("gymnasium", "envpool")  # gymnasium: the reference; envpool: its C++ port (wm.vector_env)
 ENV_FRAME_SHAPE = (96, 96, 3)  # what CarRacing-v3 renders, uint8
 FRAME_SIZE = 64  # the models' frames are FRAME_SIZE x FRAME_SIZE x 3 uint8
-ACTION_DIM = 3  # steer, gas, brake
+ACTION_NAMES = ("steer", "gas", "brake")  # the action's components, in order
+ACTION_DIM = len(ACTION_NAMES)
 ACTION_LOW = np.array([-1.0, 0.0, 0.0], dtype=np.float32)
 ACTION_HIGH = np.array([1.0, 1.0, 1.0], dtype=np.float32)
 ZOOM_STEPS = 50  # the zoom-in animation of an episode's start: t advances 1/50 per step for 1 s
