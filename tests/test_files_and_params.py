@@ -621,3 +621,26 @@ def test_a_lever_report_keeps_the_watched_real_returns_beside_the_fitness(tmp_pa
     assert report["generation_watched"] == watched
     assert report["watched_fitness_correlation"] == round(float(np.corrcoef(watched, [30, 50, 40])[0, 1]), 2)
     assert report["below_700"] == 1
+
+
+def test_stages_run_the_numpy_loops_an_avx2_cpu_runs():
+    """numpy dispatches float64 exp, log and power to AVX-512 loops on a CPU that has them, and they
+    round differently (pycma's updates use them: CMA-ES went another way); a stage's process runs
+    the loops a CPU without AVX-512 runs (wm.compute.KERNEL_PINS)."""
+    import json
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the pins are x86-64's")
+    code = (
+        "import json, stages; from numpy.lib.introspect import opt_func_info; "
+        "print(json.dumps(opt_func_info(func_name='^(exp|log|power)$', signature='float64')))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NPY_DISABLE_CPU_FEATURES", "WM_KERNELS")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loops = {kind["current"] for ufunc in json.loads(result.stdout).values() for kind in ufunc.values()}
+    assert len(loops) > 0 and not loops & {"X86_V4", "AVX512_ICL", "AVX512_SPR"}, loops

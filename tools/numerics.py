@@ -6,8 +6,9 @@ torch and numpy load):
 
 The computations: 20 steps of the world-model agent (VAE encoder, controller, LSTM) on fixed
 frames; 3 training steps of the VAE and the MDN-RNN's LSTM; 60 generations of CMA-ES (pycma,
-867 parameters, population 16) on a fixed quadratic. Two settings with the same digest computed
-the same bytes. wm/compute.py fixes the settings from what this prints.
+867 parameters, population 16) on a fixed quadratic, with numpy's own loops native or without
+their AVX-512 targets (on a CPU without AVX-512 both rows are the same). Two settings with the
+same digest computed the same bytes. wm/compute.py fixes the settings from what this prints.
 """
 
 import argparse
@@ -16,6 +17,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from wm.compute import KERNEL_PINS
 
 # run in a fresh interpreter, with no pins but those given (the tools' __init__ would pin them)
 AGENT_AND_TRAINING = """
@@ -65,6 +68,7 @@ for _ in range(60):
 print(hashlib.md5(np.asarray(es.mean).tobytes()).hexdigest()[:12])
 """
 ROOT = Path(__file__).resolve().parents[1]
+NUMPY_PIN = "NPY_DISABLE_CPU_FEATURES"  # numpy's run-time dispatch of its own loops
 KERNELS = {  # torch's kernels: each its own code path
     "native": {},
     "ATen generic (ATEN_CPU_CAPABILITY=default)": {"ATEN_CPU_CAPABILITY": "default"},
@@ -86,6 +90,7 @@ def digest(code, env, threads=2):
         "MKL_CBWR",
         "OPENBLAS_CORETYPE",
         "OPENBLAS_NUM_THREADS",
+        "NPY_DISABLE_CPU_FEATURES",
     )
     base = {k: v for k, v in os.environ.items() if k not in pins}
     result = subprocess.run(
@@ -111,6 +116,10 @@ def main():
     for threads in (1, 2, 4):
         results[f"CMA-ES, OpenBLAS threads: {threads}"] = digest(
             CMA_ES, {"OPENBLAS_NUM_THREADS": str(threads)}
+        )
+    for name, disabled in (("native", ""), ("AVX-512 loops off (wm/compute.py)", KERNEL_PINS[NUMPY_PIN])):
+        results[f"CMA-ES, numpy's loops {name}, 1 thread"] = digest(
+            CMA_ES, {"OPENBLAS_NUM_THREADS": "1", NUMPY_PIN: disabled}
         )
     for coretype in ("Haswell", "Zen", "Sandybridge"):
         results[f"CMA-ES, OpenBLAS kernels {coretype}, 1 thread"] = digest(

@@ -7,6 +7,12 @@ Measured on this project's machine (docs/results.md, "Same params, same bytes"):
   the last bits, and CMA-ES amplifies such bits into another controller. `pin_kernels` caps all
   four at their AVX2 paths: what they choose anyway on an AVX2 CPU (the same bytes here, at no
   cost), and what an AVX-512 CPU then runs too, instead of its own.
+- numpy's own loops. numpy dispatches its ufuncs at run time too: on an AVX-512 CPU, float64
+  exp, log and power run AVX-512 loops (its X86_V4 targets) that round differently from the
+  AVX2 and libm loops an AVX2 CPU runs. pycma's updates use them, so CMA-ES went another way:
+  the default controller stage on an AVX-512 machine parted from the AVX2 machine's at
+  generation 11. NPY_DISABLE_CPU_FEATURES takes those targets away (a CPU without them has
+  nothing to take away).
 - Threads. torch's intra-op threads: 1 and 2 give the same bytes, 3, 4 and 8 each give others,
   so the count is the `threads` param. OpenBLAS (CMA-ES's eigendecompositions): 1 and 2 threads
   differ and its default is the number of cores, so it runs 1 (the 867-dimensional
@@ -23,6 +29,7 @@ KERNEL_PINS = {
     "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility: its AVX2 branch
     "OPENBLAS_CORETYPE": "Haswell",  # numpy's OpenBLAS: its AVX2 kernels
     "OPENBLAS_NUM_THREADS": "1",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's own AVX-512 loops
 }
 
 
