@@ -119,7 +119,7 @@ def main():
         )
     for name, disabled in (("native", ""), ("AVX-512 loops off (wm/compute.py)", KERNEL_PINS[NUMPY_PIN])):
         results[f"CMA-ES, numpy's loops {name}, 1 thread"] = digest(
-            CMA_ES, {"OPENBLAS_NUM_THREADS": "1", NUMPY_PIN: disabled}
+            CMA_ES, {"OPENBLAS_NUM_THREADS": "1", "OPENBLAS_CORETYPE": "Haswell", NUMPY_PIN: disabled}
         )
     for coretype in ("Haswell", "Zen", "Sandybridge"):
         results[f"CMA-ES, OpenBLAS kernels {coretype}, 1 thread"] = digest(
