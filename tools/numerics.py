@@ -84,15 +84,7 @@ KERNELS = {  # torch's kernels: each its own code path
 
 
 def digest(code, env, threads=2):
-    pins = (
-        "ATEN_CPU_CAPABILITY",
-        "DNNL_MAX_CPU_ISA",
-        "MKL_CBWR",
-        "OPENBLAS_CORETYPE",
-        "OPENBLAS_NUM_THREADS",
-        "NPY_DISABLE_CPU_FEATURES",
-    )
-    base = {k: v for k, v in os.environ.items() if k not in pins}
+    base = {k: v for k, v in os.environ.items() if k not in KERNEL_PINS}
     result = subprocess.run(
         [sys.executable, "-c", code.replace("THREADS", str(threads))],
         cwd=ROOT,
