@@ -331,7 +331,10 @@ def test_every_shipped_profile_is_valid(profile):
             lambda p: p["iterate"].update(rounds={"1": {"models": "models"}}),
             r"missing key iterate\.rounds\.1\.data",
         ),
-        (lambda p: p["iterate"].update(rounds={"1": ROUND_1}), r"iterate\.agent must be models/rounds/1 "),
+        (
+            lambda p: p["iterate"].update(rounds={"1": ROUND_1}, agent="models"),
+            r"iterate\.agent must be models/rounds/1 ",
+        ),
         (
             lambda p: p["iterate"].update(rounds={"1": ROUND_1}, agent="models/rounds/1", episodes=999_999),
             r"collect\.episodes \+ iterate\.episodes per round must be <= 1000000",
@@ -348,6 +351,7 @@ def test_bad_params_name_the_key(raw_params, edit, message):
 def test_cross_checks_accept_their_bounds(raw_params):
     raw = copy.deepcopy(raw_params)
     raw["ppo"]["batch_size"] = raw["ppo"]["n_steps"] * raw["ppo"]["n_envs"]
+    raw["iterate"].update(rounds={}, agent="models")  # the controller stage's seeds alone
     raw["controller"].update(generations=249_999, rollouts=4, select_tracks=4)  # 1,000,000 seeds
     raw["mdnrnn"]["seq_len"] = raw["env"]["max_steps"]
     parse_params(raw)
