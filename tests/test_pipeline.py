@@ -274,6 +274,12 @@ def test_a_round_of_the_iterative_procedure_collects_trains_on_and_evolves_on(re
         run(repo, "python", "-m", "tools.page", "--out", "rounds.html")  # the page shows the round
         page = (repo / "rounds.html").read_text()
         assert "Round 1: CMA-ES" in page and "round 1 collect: mean_return" in page
+        # tools.quick_eval drives the last round's agent, or an earlier round's (0: before any)
+        for n in ("0", "1"):
+            run(repo, "python", "-m", "tools.quick_eval", "2", "--round", n, "--out", f"round{n}.json")
+            assert len(json.loads((repo / f"round{n}.json").read_text())["returns"]) == 2
+        result = run(repo, "python", "-m", "tools.quick_eval", "2", "--round", "2", check=False)
+        assert "--round 2: params.yaml has rounds 0 to 1" in error_of(result)
         for stage in ("evaluate", "dream"):  # driven by round 1's M and C (the path is in the error)
             (repo / "models/rounds/1/controller.pt").write_bytes(b"not a checkpoint")
             result = subprocess.run(
@@ -281,7 +287,8 @@ def test_a_round_of_the_iterative_procedure_collects_trains_on_and_evolves_on(re
             )
             assert "models/rounds/1/controller.pt" in error_of(result)
     finally:
-        (repo / "rounds.html").unlink(missing_ok=True)
+        for name in ("rounds.html", "round0.json", "round1.json"):
+            (repo / name).unlink(missing_ok=True)
         for out in ("data/rounds", "models/rounds", "metrics/rounds"):
             shutil.rmtree(repo / out, ignore_errors=True)
         restore(repo)

@@ -2,10 +2,11 @@
 the evaluate stage is the reference, on gymnasium). For trying levers, run in a workspace with
 models/ and params.yaml:
 
-    python -m tools.quick_eval 64 [--z-only | --ppo models/ppo.pt] [--backend gymnasium] [--block validate]
-                                  [--action-noise 0.1 [--noise-on steer,gas]]
+    python -m tools.quick_eval 64 [--z-only | --ppo models/ppo.pt | --round 0] [--backend gymnasium]
+                                  [--block validate] [--action-noise 0.1 [--noise-on steer,gas]]
 
-The z+h agent is the last round's of iterate.rounds (models/ without rounds), as evaluate's.
+The z+h agent is the last round's of iterate.rounds (models/ without rounds), as evaluate's;
+`--round N` drives round N's instead (0: the controller stage's, before any round).
 
 (`WM_EXECUTOR=processes` or `ray` drives them elsewhere, as the stages do: wm.executor.)
 
@@ -39,6 +40,7 @@ def run():
     parser.add_argument("tracks", type=int)
     parser.add_argument("--z-only", action="store_true", help="models/controller_z.pt")
     parser.add_argument("--ppo", type=Path, help="drive this PPO agent (deterministic) instead")
+    parser.add_argument("--round", type=int, help="the z+h agent of this round (default: the last)")
     parser.add_argument("--backend", choices=BACKENDS, default="envpool")
     parser.add_argument("--block", choices=("validate", "test"), default="validate")
     parser.add_argument("--out", type=Path, help="also write the returns, in seed order, to this JSON file")
@@ -51,11 +53,14 @@ def run():
     if set(noise_on) - set(ACTION_NAMES):
         raise UserError(f"--noise-on {args.noise_on}: the components are {', '.join(ACTION_NAMES)}")
     params = load_params()
+    rounds = len(params.iterate.rounds)
+    if args.round is not None and not 0 <= args.round <= rounds:
+        raise UserError(f"--round {args.round}: params.yaml has rounds 0 to {rounds} (iterate.rounds)")
     use_threads(params.threads)
     if args.ppo:
         agent = PPOPolicy(args.ppo)
     else:
-        last = 0 if args.z_only else len(params.iterate.rounds)  # controller_z has no rounds
+        last = 0 if args.z_only else rounds if args.round is None else args.round  # z only: no rounds
         world_model = load_world_model(params.vae.z_dim, last)
         agent = load_agent(*world_model, inputs="z" if args.z_only else "zh", round=last)
     if args.action_noise:
