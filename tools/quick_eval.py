@@ -38,9 +38,10 @@ from wm.world_model import load_agent, load_world_model
 def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tracks", type=int)
-    parser.add_argument("--z-only", action="store_true", help="models/controller_z.pt")
-    parser.add_argument("--ppo", type=Path, help="drive this PPO agent (deterministic) instead")
-    parser.add_argument("--round", type=int, help="the z+h agent of this round (default: the last)")
+    which = parser.add_mutually_exclusive_group()  # the agent driven
+    which.add_argument("--z-only", action="store_true", help="models/controller_z.pt")
+    which.add_argument("--ppo", type=Path, help="drive this PPO agent (deterministic) instead")
+    which.add_argument("--round", type=int, help="the z+h agent of this round (default: the last)")
     parser.add_argument("--backend", choices=BACKENDS, default="envpool")
     parser.add_argument("--block", choices=("validate", "test"), default="validate")
     parser.add_argument("--out", type=Path, help="also write the returns, in seed order, to this JSON file")
