@@ -55,13 +55,14 @@ def run():
         raise UserError(f"--noise-on {args.noise_on}: the components are {', '.join(ACTION_NAMES)}")
     params = load_params()
     rounds = len(params.iterate.rounds)
-    if args.round is not None and not 0 <= args.round <= rounds:
-        raise UserError(f"--round {args.round}: params.yaml has rounds 0 to {rounds} (iterate.rounds)")
+    round = rounds if args.round is None else args.round  # the z+h agent's: the last by default
+    if not 0 <= round <= rounds:
+        raise UserError(f"--round {round}: params.yaml has rounds 0 to {rounds} (iterate.rounds)")
     use_threads(params.threads)
     if args.ppo:
         agent = PPOPolicy(args.ppo)
     else:
-        last = 0 if args.z_only else rounds if args.round is None else args.round  # z only: no rounds
+        last = 0 if args.z_only else round  # controller_z has no rounds
         world_model = load_world_model(params.vae.z_dim, last)
         agent = load_agent(*world_model, inputs="z" if args.z_only else "zh", round=last)
     if args.action_noise:
