@@ -625,6 +625,33 @@ def test_dream_check_reports_the_dream_against_the_real_runs(repo, tmp_path):
     assert report["dreams"]["ranked_candidates"] == 8 and -1 <= dreams["rank_correlation_with_real"] <= 1
 
 
+def test_finalists_replays_the_controller_run_and_scores_each_choice_rule(repo, tmp_path):
+    from tools.finalists import RULES
+
+    out = tmp_path / "finalists.json"
+    run(repo, "python", "-m", "tools.finalists", "--select", "3", "--validate", "2", "--out", str(out))
+    report = json.loads(out.read_text())
+    # the smoke profile: CMA-ES's mean and 1 finalist, each on 2 select tracks + 1 more and 2 validate
+    assert len(report["finalists"]) == 2 and len(report["select_seeds"]) == 3
+    assert all(len(f["select"]) == 3 and len(f["validate"]) == 2 for f in report["finalists"])
+    assert set(report["rules"]) == {f"{rule}@{n}" for rule in RULES for n in (2, 3)}
+    assert report["rules"]["mean@2"]["validate"] == report["validate"][report["stage_pick"]]
+    # the replay must end at the saved controller: a fitness.tsv of another run does not
+    fitness = repo / "metrics/controller/fitness.tsv"
+    saved = fitness.read_text()
+    rows = [line.split("\t") for line in saved.splitlines()]
+    try:  # generation 0 ranked the other way round
+        other = [rows[0]] + [[g, c, repr(-float(f)) if g == "0" else f] for g, c, f in rows[1:]]
+        fitness.write_text("\n".join("\t".join(row) for row in other) + "\n")
+        result = run(repo, "python", "-m", "tools.finalists", "--select", "3", check=False)
+        assert "fitness.tsv: its replay does not end at models/controller.pt" in error_of(result)
+        fitness.write_text(saved + "1\t4\n")  # a row cut short
+        result = run(repo, "python", "-m", "tools.finalists", "--select", "3", check=False)
+        assert "fitness.tsv: not a table of generation, candidate, fitness" in error_of(result)
+    finally:
+        fitness.write_text(saved)
+
+
 def test_steer_check_holds_each_action_in_the_real_env_and_in_the_dream(repo, tmp_path):
     import cv2
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tools.finalists import read_fitness, replay
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
@@ -193,21 +194,11 @@ def real_candidates(params, size, fitness_file=paths.CONTROLLER_METRICS["zh"] / 
     tells replayed from `fitness_file` (None, None without one, or after a dream-mode run)."""
     if not fitness_file.is_file() or params.controller.mode != "real":
         return None, None
-    import cma
-
-    rows = np.loadtxt(fitness_file, skiprows=1, ndmin=2)
-    cfg = params.controller
-    es = cma.CMAEvolutionStrategy(
-        np.zeros(size), cfg.sigma0, {"popsize": cfg.population, "seed": params.seed + 1, "verbose": -9}
+    fitness, cfg = read_fitness(fitness_file), params.controller
+    _, candidates = replay(
+        fitness, size, population=cfg.population, sigma0=cfg.sigma0, seed=params.seed, finalists=0
     )
-    candidates, fitness = [], []
-    for generation in range(int(rows[:, 0].max()) + 1):
-        asked = es.ask()
-        scored = rows[rows[:, 0] == generation][:, 2]
-        es.tell(asked, (-scored).tolist())
-        candidates += [np.asarray(c, np.float32) for c in asked]
-        fitness += list(scored)
-    return np.stack(candidates), np.array(fitness)
+    return candidates, fitness.ravel()
 
 
 def spearman(a, b):

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from tools.finalists import read_fitness
 from wm import paths
 from wm.config import parse_params
 from wm.errors import UserError, main
@@ -220,8 +221,7 @@ def figures(work, metrics, tracks):
     driven on `tracks` validate tracks on gymnasium; `metrics`: its CMA-ES run's dvclive directory."""
     returns = validate_returns(work, tracks)
     metrics = work / metrics
-    rows = np.loadtxt(metrics / "fitness.tsv", skiprows=1, ndmin=2)  # generation, candidate, fitness
-    fitness = rows[:, 2].reshape(int(rows[:, 0].max()) + 1, -1)  # (generations, population)
+    fitness = read_fitness(metrics / "fitness.tsv")  # (generations, population)
     select = json.loads((metrics / "metrics.json").read_text()).get("select", {})
     out = {
         **summary(returns),
