@@ -6,7 +6,7 @@ The stage keeps the finalist (CMA-ES's final mean, then the best candidates of i
 with the highest mean return on `select_tracks` tracks. A rule that looks at a low quantile of
 those returns instead might keep a controller that fails fewer tracks. This tool replays the
 stage's CMA-ES run from metrics/controller/fitness.tsv (no driving: the sampling is seeded;
-wm.evolve.replay), checks that the replay ends at models/controller.pt, then drives every
+`replay`), checks that the replay ends at models/controller.pt, then drives every
 finalist on the stage's select tracks (their returns must match its select/return to the bit),
 on the controller block's tracks after them up to `--select` in all, and on `--validate`
 validate tracks, all on the stage's select_backend. It reports each finalist's returns and, for
@@ -26,7 +26,6 @@ import numpy as np
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
-from wm.controller import n_params
 from wm.env import track_seeds
 from wm.errors import UserError, main
 from wm.evolve import evolve
@@ -53,11 +52,12 @@ class Unlogged:
         pass
 
 
-def replay(fitness, n_params, *, population, sigma0, seed, finalists, x0=None):
+def replay(fitness, size, *, population, sigma0, seed, finalists):
     """A finished wm.evolve.evolve run again, its saved `fitness` ((generations, population), as
     read_fitness gives it) told in place of scoring: CMA-ES's sampling is seeded, so it asks the
-    same candidates (under the same kernels: wm.compute). Returns evolve's finalists and every
-    candidate asked, (generations * population, n_params) float32, in fitness's order."""
+    same candidates (under the same kernels: wm.compute), from zeros as the controller stage's
+    run. Returns evolve's finalists and every candidate asked, (generations * population, size)
+    float32, in fitness's order."""
     asked = []
 
     def saved(generation, candidates):
@@ -66,14 +66,13 @@ def replay(fitness, n_params, *, population, sigma0, seed, finalists, x0=None):
 
     chosen, _ = evolve(
         saved,
-        n_params,
+        size,
         population=population,
         generations=len(fitness),
         sigma0=sigma0,
         seed=seed,
         live=Unlogged(),
         finalists=finalists,
-        x0=x0,
     )
     return chosen, np.stack(asked)
 
@@ -100,7 +99,7 @@ def finalists(params, agent):
     controller = agent.controller
     chosen, _ = replay(
         read_fitness(fitness_file),
-        n_params(controller.z_dim, controller.h_dim, controller.hidden),
+        controller.size,
         population=cfg.population,
         sigma0=cfg.sigma0,
         seed=params.seed,
@@ -116,6 +115,7 @@ def finalists(params, agent):
 
 
 def summary(returns):
+    """Mean, std, min of `returns` and the tracks below 700."""
     returns = np.asarray(returns)
     return {
         "mean": round(float(returns.mean()), 1),

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tools.finalists import read_fitness
+from tools.finalists import read_fitness, summary
 from wm import paths
 from wm.config import parse_params
 from wm.errors import UserError, main
@@ -204,16 +204,6 @@ def validate_returns(work, tracks, *agent):
 def ppo_figures(work, tracks):
     """A retrained PPO agent's summary on `tracks` validate tracks (the data's driver)."""
     return summary(validate_returns(work, tracks, "--ppo", str(paths.PPO_MODEL)))
-
-
-def summary(returns):
-    """Mean, std, min of validate `returns` and the tracks below 700."""
-    return {
-        "mean": round(float(returns.mean()), 1),
-        "std": round(float(returns.std()), 1),
-        "min": round(float(returns.min()), 1),
-        "below_700": int((returns < 700).sum()),
-    }
 
 
 def figures(work, metrics, tracks):
