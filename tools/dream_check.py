@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools.finalists import read_fitness, replay
+from tools.finalists import replay
+from tools.levers import read_fitness
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params

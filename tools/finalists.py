@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.levers import read_fitness, summary
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
@@ -77,16 +78,6 @@ def replay(fitness, size, *, population, sigma0, seed, finalists):
     return chosen, np.stack(asked)
 
 
-def read_fitness(path):
-    """A controller run's fitness.tsv (generation, candidate, fitness rows) -> (generations,
-    population) float64."""
-    try:
-        rows = np.loadtxt(path, skiprows=1, ndmin=2)
-        return rows[:, 2].reshape(int(rows[:, 0].max()) + 1, -1)
-    except (ValueError, IndexError) as err:
-        raise UserError(f"{path}: not a table of generation, candidate, fitness ({err})") from None
-
-
 def finalists(params, agent):
     """The stage's finalists, (F, n_params), replayed from its fitness.tsv; the saved controller
     must be one of them (else the replay went another way: other kernels, or other params)."""
@@ -112,17 +103,6 @@ def finalists(params, agent):
             "or other kernels than the run's (wm.compute)"
         )
     return chosen
-
-
-def summary(returns):
-    """Mean, std, min of `returns` and the tracks below 700."""
-    returns = np.asarray(returns)
-    return {
-        "mean": round(float(returns.mean()), 1),
-        "std": round(float(returns.std()), 1),
-        "min": round(float(returns.min()), 1),
-        "below_700": int((returns < 700).sum()),
-    }
 
 
 @main
@@ -185,13 +165,13 @@ def run():
         "rules": {},
     }
     print(f"seed {params.seed}: {len(chosen)} finalists (0: CMA-ES's mean), the stage kept {stage_pick}")
-    for i, v in enumerate(validate):
-        print(f"  finalist {i}: select {summary(select[i])}; validate {summary(v)}")
+    for i, figures in enumerate(report["validate"]):
+        print(f"  finalist {i}: select {summary(select[i])}; validate {figures}")
     for tracks in sorted({cfg.select_tracks, args.select}):
         for name, rule in RULES.items():
             pick = int(np.argmax([rule(s[:tracks]) for s in select]))
-            report["rules"][f"{name}@{tracks}"] = {"finalist": pick, "validate": summary(validate[pick])}
-            print(f"  {name}@{tracks}: finalist {pick}, validate {summary(validate[pick])}")
+            report["rules"][f"{name}@{tracks}"] = {"finalist": pick, "validate": report["validate"][pick]}
+            print(f"  {name}@{tracks}: finalist {pick}, validate {report['validate'][pick]}")
     if args.out:
         write_json(args.out, report)
 

@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tools.finalists import read_fitness, summary
 from wm import paths
 from wm.config import parse_params
 from wm.errors import UserError, main
@@ -204,6 +203,27 @@ def validate_returns(work, tracks, *agent):
 def ppo_figures(work, tracks):
     """A retrained PPO agent's summary on `tracks` validate tracks (the data's driver)."""
     return summary(validate_returns(work, tracks, "--ppo", str(paths.PPO_MODEL)))
+
+
+def summary(returns):
+    """Mean, std, min of `returns` and the tracks below 700."""
+    returns = np.asarray(returns)
+    return {
+        "mean": round(float(returns.mean()), 1),
+        "std": round(float(returns.std()), 1),
+        "min": round(float(returns.min()), 1),
+        "below_700": int((returns < 700).sum()),
+    }
+
+
+def read_fitness(path):
+    """A controller run's fitness.tsv (generation, candidate, fitness rows) -> (generations,
+    population) float64."""
+    try:
+        rows = np.loadtxt(path, skiprows=1, ndmin=2)
+        return rows[:, 2].reshape(int(rows[:, 0].max()) + 1, -1)
+    except (ValueError, IndexError) as err:
+        raise UserError(f"{path}: not a table of generation, candidate, fitness ({err})") from None
 
 
 def figures(work, metrics, tracks):
