@@ -652,6 +652,35 @@ def test_finalists_replays_the_controller_run_and_scores_each_choice_rule(repo, 
         fitness.write_text(saved)
 
 
+def test_horizon_drives_cma_es_mean_after_fewer_generations_of_the_same_run(repo, tmp_path):
+    out, returns = tmp_path / "horizon.json", tmp_path / "returns.json"
+    run(repo, "python", "-m", "tools.horizon", "--at", "1", "--validate", "2", "--out", str(out))
+    points = json.loads(out.read_text())["points"]
+    assert [p["generations"] for p in points] == [1, 2]  # --at, then the run's end (smoke: 2)
+    assert points[0]["vs_first"] == {"mean": 0.0, "se": 0.0}
+    assert points[0]["returns"] != points[1]["returns"]  # another controller
+    # the run's end is CMA-ES's mean: saved as the stage's controller, it drives the same returns
+    saved = (repo / "models/controller.pt").read_bytes()
+    as_mean = (
+        "from tools.horizon import means_at; from tools.levers import read_fitness; "
+        "from wm.config import load_params; from wm.controller import load_controller, save_controller; "
+        "p = load_params(); c = load_controller('models/controller.pt', p.vae.z_dim, (p.mdnrnn.hidden,)); "
+        "f = read_fitness('metrics/controller/fitness.tsv'); "
+        "c.params = means_at(f, [len(f)], c.size, p.controller, p.seed)[0]; "
+        "save_controller('models/controller.pt', c)"
+    )
+    try:
+        run(repo, "python", "-c", as_mean)
+        run(repo, "python", "-m", "tools.quick_eval", "2", "--backend", "gymnasium", "--out", str(returns))
+    finally:
+        (repo / "models/controller.pt").write_bytes(saved)
+    expected = [round(r, 2) for r in json.loads(returns.read_text())["returns"]]
+    assert points[1]["returns"] == expected
+    assert "--at 3: the run has generations 1 to 2" in error_of(
+        run(repo, "python", "-m", "tools.horizon", "--at", "3", check=False)
+    )
+
+
 def test_steer_check_holds_each_action_in_the_real_env_and_in_the_dream(repo, tmp_path):
     import cv2
 

@@ -1,0 +1,113 @@
+"""How would CMA-ES's mean drive had the controller stage stopped after fewer generations?
+
+    python -m tools.horizon --at 30 40 [--validate 100] [--out reports/horizon/NAME.json]
+
+CMA-ES's sampling is seeded and generation g drives the controller block's tracks from g *
+rollouts on, whatever the run's length: the first g generations of a longer run are the run of
+`controller.generations: g`. So one long run says what each shorter one would have given, on the
+same draws. This tool replays the stage's CMA-ES from metrics/controller/fitness.tsv
+(tools.finalists.replay: no driving), checks that the whole replay ends at models/controller.pt,
+then drives CMA-ES's mean after each `--at` generation count and after the run's last one on
+`--validate` validate tracks, on gymnasium, each point's tracks in batches of env.batch_size as
+tools.quick_eval cuts them. It reports each point's figures and its per-track difference from the
+first point (mean and standard error). CMA-ES's mean is what the stage kept in every run
+tools.finalists checked; the point of the run's end is its mean, whichever finalist the stage kept.
+
+Run it in a workspace of a finished controller stage (round 0, real mode, components 0), under
+the kernels the stage ran with (see tools.finalists), e.g. a `tools.levers` seed's workspace.
+"""
+
+import argparse
+
+import numpy as np
+
+from tools.finalists import finalists, replay
+from tools.levers import read_fitness, summary
+from wm import paths
+from wm.compute import use_threads
+from wm.config import load_params
+from wm.env import track_seeds
+from wm.errors import UserError, main
+from wm.executor import Job, batch_count, make_executor
+from wm.io import write_json
+from wm.world_model import load_agent, load_world_model
+
+
+def means_at(fitness, points, size, cfg, seed):
+    """CMA-ES's mean after each of `points` generations of the run whose fitness is `fitness`
+    ((generations, population)), as (len(points), size) float32."""
+    return np.stack(
+        [
+            replay(fitness[:g], size, population=cfg.population, sigma0=cfg.sigma0, seed=seed, finalists=0)[
+                0
+            ][0]
+            for g in points
+        ]
+    )
+
+
+def paired(returns, base):
+    """The per-track difference of `returns` from `base`: its mean and standard error."""
+    diff = np.asarray(returns) - np.asarray(base)
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    return {"mean": round(float(diff.mean()), 1), "se": round(float(se), 1)}
+
+
+@main
+def run():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--at", type=int, nargs="+", required=True, help="generation counts to stop at")
+    parser.add_argument("--validate", type=int, default=100, help="validate tracks")
+    parser.add_argument("--out", help="write the report to this JSON file")
+    args = parser.parse_args()
+    params = load_params()
+    cfg, env = params.controller, params.env
+    fitness = read_fitness(paths.CONTROLLER_METRICS["zh"] / "fitness.tsv")
+    generations = len(fitness)
+    bad = [g for g in args.at if not 1 <= g <= generations]
+    if bad:
+        raise UserError(f"--at {bad[0]}: the run has generations 1 to {generations}")
+    if args.validate < 2:
+        raise UserError(f"--validate {args.validate}: at least 2 tracks (a standard error)")
+    use_threads(params.threads)
+    agent = load_agent(*load_world_model(params.vae.z_dim))
+    finalists(params, agent)  # the replay goes the stage's way (else one line naming why not)
+    points = sorted({*args.at, generations})
+    means = means_at(fitness, points, agent.controller.size, cfg, params.seed)
+    seeds = track_seeds("validate", args.validate)
+    with make_executor(
+        "gymnasium",
+        env.max_steps,
+        params.evaluate.workers,
+        params.threads,
+        device="cpu",
+        batches=len(points) * batch_count(len(seeds), env.batch_size),
+    ) as executor:
+        jobs = [Job(agent, seeds, np.repeat(mean[None], len(seeds), axis=0)) for mean in means]
+        drives = executor.drive_jobs(jobs, env.batch_size, desc="validate")
+    returns = [np.array([r.total_reward for r in rollouts]) for rollouts in drives]
+    report = {
+        "seed": params.seed,
+        "generations": generations,
+        "validate_seeds": seeds,
+        "points": [
+            {
+                "generations": g,
+                **summary(r),
+                "median": round(float(np.median(r)), 1),
+                "above_900": int((r > 900).sum()),
+                "vs_first": paired(r, returns[0]),
+                "returns": [round(float(x), 2) for x in r],
+            }
+            for g, r in zip(points, returns)
+        ],
+    }
+    for point in report["points"]:
+        shown = {k: v for k, v in point.items() if k != "returns"}
+        print(f"CMA-ES's mean after {point['generations']} generations: {shown}")
+    if args.out:
+        write_json(args.out, report)
+
+
+if __name__ == "__main__":
+    run()
