@@ -36,14 +36,13 @@ from wm.world_model import load_agent, load_world_model
 def means_at(fitness, points, size, cfg, seed):
     """CMA-ES's mean after each of `points` generations of the run whose fitness is `fitness`
     ((generations, population)), as (len(points), size) float32."""
-    return np.stack(
-        [
-            replay(fitness[:g], size, population=cfg.population, sigma0=cfg.sigma0, seed=seed, finalists=0)[
-                0
-            ][0]
-            for g in points
-        ]
-    )
+    means = []
+    for g in points:
+        chosen, _ = replay(
+            fitness[:g], size, population=cfg.population, sigma0=cfg.sigma0, seed=seed, finalists=0
+        )
+        means.append(chosen[0])  # evolve's finalists start with CMA-ES's mean
+    return np.stack(means)
 
 
 def paired(returns, base):
