@@ -627,6 +627,28 @@ def test_a_lever_report_keeps_the_watched_real_returns_beside_the_fitness(tmp_pa
     assert report["below_700"] == 1
 
 
+def test_a_lever_pairs_its_returns_with_another_levers_same_seed(tmp_path, monkeypatch):
+    import json
+
+    import tools.levers as levers
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports/levers").mkdir(parents=True)
+    base = {"set": [], "tracks": 4, "runs": {"0": {"returns": [900.0, 800.0, 850.0, 870.0]}}}
+    (tmp_path / "reports/levers/base.json").write_text(json.dumps(base))
+    assert levers.against(None, 4) == {}
+    returns = levers.against("base", 4)
+    assert list(returns) == ["0"]
+    # a lever 10 better on every track but one, which it fails
+    assert levers.paired([910.0, 810.0, 860.0, 500.0], returns["0"]) == {"mean": -85.0, "se": 95.0}
+    with pytest.raises(UserError, match=r"--against base: it drove 4 validate tracks, this lever 100"):
+        levers.against("base", 100)
+    with pytest.raises(
+        UserError, match=r"--against other: reports/levers/other\.json is not a lever's report"
+    ):
+        levers.against("other", 4)
+
+
 def test_stages_run_the_numpy_loops_an_avx2_cpu_runs():
     """numpy dispatches float64 exp, log and power to AVX-512 loops on a CPU that has them, and they
     round differently (pycma's updates use them: CMA-ES went another way); a stage's process runs

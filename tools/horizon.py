@@ -22,7 +22,7 @@ import argparse
 import numpy as np
 
 from tools.finalists import finalists, replay
-from tools.levers import read_fitness, summary
+from tools.levers import paired, read_fitness, summary
 from wm import paths
 from wm.compute import use_threads
 from wm.config import load_params
@@ -43,13 +43,6 @@ def means_at(fitness, points, size, cfg, seed):
         )
         means.append(chosen[0])  # evolve's finalists start with CMA-ES's mean
     return np.stack(means)
-
-
-def paired(returns, base):
-    """The per-track difference of `returns` from `base`: its mean and standard error."""
-    diff = np.asarray(returns) - np.asarray(base)
-    se = diff.std(ddof=1) / np.sqrt(len(diff))
-    return {"mean": round(float(diff.mean()), 1), "se": round(float(se), 1)}
 
 
 @main

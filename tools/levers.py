@@ -33,6 +33,10 @@ driven on the same validate tracks; a seed already in the report gets only the r
 from its workspace's controller (so a lever's round is read against its own round 0).
 `--evolve-only` makes those rounds the control: iterate.generations more CMA-ES generations on the
 last M, no episode collected, M not trained (a workspace does one kind of round or the other).
+
+`--against BASE` pairs each seed's validate returns with those of lever BASE's same seed
+(reports/levers/BASE.json; the same tracks): the per-track difference's mean and standard error,
+as `vs` in the report (for the controller stage's run; a round is read against its own round 0).
 """
 
 import argparse
@@ -205,6 +209,13 @@ def ppo_figures(work, tracks):
     return summary(validate_returns(work, tracks, "--ppo", str(paths.PPO_MODEL)))
 
 
+def paired(returns, base):
+    """The per-track difference of `returns` from `base`: its mean and standard error."""
+    diff = np.asarray(returns) - np.asarray(base)
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    return {"mean": round(float(diff.mean()), 1), "se": round(float(se), 1)}
+
+
 def summary(returns):
     """Mean, std, min of `returns` and the tracks below 700."""
     returns = np.asarray(returns)
@@ -268,6 +279,7 @@ def run():
         default="",
         help=f"comma-separated stages run first with the lever's params: {', '.join(RETRAIN)}",
     )
+    parser.add_argument("--against", metavar="BASE", help="pair each seed with lever BASE's same seed")
     parser.add_argument(
         "--evolve-only",
         action="store_true",
@@ -283,6 +295,7 @@ def run():
             raise UserError(f"{path}: not found (dvc pull, or dvc repro the stage that makes it)")
     raw = with_values(yaml.safe_load(Path("params.yaml").read_text()), args.set)
     out = Path("reports/levers") / f"{args.name}.json"
+    base = against(args.against, args.tracks)
     lever = {"set": args.set, "tracks": args.tracks, "retrain": retrain}
     report = json.loads(out.read_text()) if out.exists() else {**lever, "runs": {}}
     held = {"set": report["set"], "tracks": report["tracks"], "retrain": report.get("retrain", [])}
@@ -296,6 +309,11 @@ def run():
             write_json(out, report)
             this, summary = report["runs"][str(seed)], report["over_seeds"]
             print(f"{args.name} seed {seed}: {this['mean']} +- {this['std']} (over seeds: {summary})")
+        if str(seed) in base:
+            this = report["runs"][str(seed)]
+            this.setdefault("vs", {})[args.against] = paired(this["returns"], base[str(seed)])
+            write_json(out, report)
+            print(f"{args.name} seed {seed} against {args.against}: {this['vs'][args.against]}")
         rounds = report["runs"][str(seed)].setdefault("rounds", [])
         if any(r.get("evolve_only", False) != args.evolve_only for r in rounds):
             kind = "evolve-only" if not args.evolve_only else "full"
@@ -304,6 +322,22 @@ def run():
             rounds.append(round_run(work, raw, seed, n, args.tracks, args.evolve_only))
             write_json(out, report)
             print(f"{args.name} seed {seed} round {n}: {rounds[-1]['mean']} +- {rounds[-1]['std']}")
+
+
+def against(name, tracks):
+    """{seed: validate returns} of lever `name`'s runs (none for None), which must have driven
+    `tracks` tracks."""
+    if name is None:
+        return {}
+    path = Path("reports/levers") / f"{name}.json"
+    try:
+        report = json.loads(path.read_text())
+        runs, held = report["runs"], report["tracks"]
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"--against {name}: {path} is not a lever's report ({err})") from None
+    if held != tracks:
+        raise UserError(f"--against {name}: it drove {held} validate tracks, this lever {tracks}")
+    return {seed: run["returns"] for seed, run in runs.items()}
 
 
 def over_seeds(runs):
