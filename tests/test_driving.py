@@ -352,6 +352,7 @@ def test_perturbed_policy_sees_recoloured_or_barred_frames_of_the_same_track():
 
 
 def test_dashboard_bars_read_the_steering_the_spin_and_the_speed_the_car_was_given():
+    from tools.dashboard_read import bars as weighed  # the contrast-weighted reading
     from tools.steer_check import dashboard_bars
 
     bars = {}
@@ -361,7 +362,12 @@ def test_dashboard_bars_read_the_steering_the_spin_and_the_speed_the_car_was_giv
             for t in range(70):  # the zoom-in at gas 0.3, then 20 steps of the steering held
                 action = np.float32([[steer if t >= 50 else 0.0, 0.3, 0.0]])
                 frames.append(venv.step(action)[0])
-        bars[steer] = dashboard_bars(np.stack([prepare_frame(f[0]) for f in frames]))
+        frames = np.stack([prepare_frame(f[0]) for f in frames])
+        bars[steer] = dashboard_bars(frames)
+        # weighed (speed, spin, steer): each bar moves with its count (partial edge rows weigh less)
+        for read, counted in zip(weighed(frames)[:, ::-1].T, bars[steer]):
+            assert counted.std() == 0 or np.corrcoef(read, counted)[0, 1] > 0.9  # the count is coarse
+            assert (np.sign(read[np.abs(counted) >= 4]) == np.sign(counted[np.abs(counted) >= 4])).all()
     (steer_left, gyro_left, speed), (steer_ahead, gyro_ahead, _), (steer_right, gyro_right, _) = bars.values()
     assert speed[0] == 0 and speed[-1] > 0  # the car stands at the reset and drives at the end
     assert (steer_ahead == 0).all() and (gyro_ahead == 0).all()
