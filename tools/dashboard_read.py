@@ -82,18 +82,15 @@ def run():
     for i, (rollout, latent) in enumerate(zip(rollouts, latents)):
         split[i % HELD_OUT == HELD_OUT - 1].append(episode_inputs(mdnrnn.eval(), rollout, latent, z_dim))
     fit, test = ([np.concatenate(column) for column in zip(*split[side])] for side in (False, True))
-    inputs = {"z": 0, "h": 1, "z+h": slice(0, 2)}
+    inputs = {"z": lambda z, h: z, "h": lambda z, h: h, "z+h": lambda z, h: np.concatenate([z, h], 1)}
     report = {
         "episodes": {"fitted": len(split[False]), "held_out": len(split[True])},
         "frames_held_out": len(test[2]),
         "bar_std": dict(zip(BARS, np.round(np.concatenate([fit[2], test[2]]).std(0), 3).tolist())),
         "r2_held_out": {},
     }
-    for name, index in inputs.items():
-        x_fit, x_test = (
-            np.concatenate(part[index], 1) if name == "z+h" else part[index] for part in (fit, test)
-        )
-        scores = r_squared(x_fit, fit[2], x_test, test[2])
+    for name, read in inputs.items():
+        scores = r_squared(read(*fit[:2]), fit[2], read(*test[:2]), test[2])
         report["r2_held_out"][name] = dict(zip(BARS, np.round(scores, 3).tolist()))
     write_json(args.out, report)
     print(report)
