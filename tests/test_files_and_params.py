@@ -647,6 +647,9 @@ def test_a_lever_pairs_its_returns_with_another_levers_same_seed(tmp_path, monke
         UserError, match=r"--against other: reports/levers/other\.json is not a lever's report"
     ):
         levers.against("other", 4)
+    (tmp_path / "reports/levers/cut.json").write_text(json.dumps({"tracks": 4, "runs": {"0": {}}}))
+    with pytest.raises(UserError, match=r"--against cut: .*cut\.json is not a lever's report \(KeyError"):
+        levers.against("cut", 4)
 
 
 def test_stages_run_the_numpy_loops_an_avx2_cpu_runs():

@@ -332,12 +332,12 @@ def against(name, tracks):
     path = Path("reports/levers") / f"{name}.json"
     try:
         report = json.loads(path.read_text())
-        runs, held = report["runs"], report["tracks"]
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"--against {name}: {path} is not a lever's report ({err})") from None
+        held, returns = report["tracks"], {seed: run["returns"] for seed, run in report["runs"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"--against {name}: {path} is not a lever's report ({err!r})") from None
     if held != tracks:
         raise UserError(f"--against {name}: it drove {held} validate tracks, this lever {tracks}")
-    return {seed: run["returns"] for seed, run in runs.items()}
+    return returns
 
 
 def over_seeds(runs):
