@@ -74,13 +74,13 @@ def run():
     parser.add_argument("--out", default="reports/dashboard_read.json")
     args = parser.parse_args()
     z_dim = load_params().vae.z_dim
-    _, mdnrnn = load_world_model(z_dim)
+    mdnrnn = load_world_model(z_dim)[1].eval()
     rollouts, latents = list_files(paths.ROLLOUTS, "rollout"), list_files(paths.LATENTS, "latent")
     if [p.name for p in rollouts] != [p.name for p in latents]:
         raise UserError(f"{paths.LATENTS}: its episodes are not those of {paths.ROLLOUTS}; run encode")
     split = {True: [], False: []}  # held out: [(z, h, bars) per episode]
     for i, (rollout, latent) in enumerate(zip(rollouts, latents)):
-        split[i % HELD_OUT == HELD_OUT - 1].append(episode_inputs(mdnrnn.eval(), rollout, latent, z_dim))
+        split[i % HELD_OUT == HELD_OUT - 1].append(episode_inputs(mdnrnn, rollout, latent, z_dim))
     fit, test = ([np.concatenate(column) for column in zip(*split[side])] for side in (False, True))
     inputs = {"z": lambda z, h: z, "h": lambda z, h: h, "z+h": lambda z, h: np.concatenate([z, h], 1)}
     report = {
