@@ -654,11 +654,16 @@ def test_finalists_replays_the_controller_run_and_scores_each_choice_rule(repo, 
 
 def test_horizon_drives_cma_es_mean_after_fewer_generations_of_the_same_run(repo, tmp_path):
     out, returns = tmp_path / "horizon.json", tmp_path / "returns.json"
-    run(repo, "python", "-m", "tools.horizon", "--at", "1", "--validate", "2", "--out", str(out))
+    command = ["python", "-m", "tools.horizon", "--at", "1", "--validate", "2"]
+    run(repo, *command, "--average", "2", "--out", str(out))
     points = json.loads(out.read_text())["points"]
-    assert [p["generations"] for p in points] == [1, 2]  # --at, then the run's end (smoke: 2)
+    # --at, then the run's end (smoke: 2), then each averaged over its last 2 generations
+    assert [(p["generations"], p["averaged"]) for p in points] == [(1, 1), (2, 1), (1, 2), (2, 2)]
     assert points[0]["vs_first"] == {"mean": 0.0, "se": 0.0}
     assert points[0]["returns"] != points[1]["returns"]  # another controller
+    assert points[2]["returns"] == points[0]["returns"]  # generation 1 has no generation before it
+    assert points[3]["returns"] not in (points[0]["returns"], points[1]["returns"])  # the two means' average
+    assert "vs_unaveraged" in points[3] and "vs_unaveraged" not in points[1]
     # the run's end is CMA-ES's mean: saved as the stage's controller, it drives the same returns
     saved = (repo / "models/controller.pt").read_bytes()
     as_mean = (
@@ -679,6 +684,8 @@ def test_horizon_drives_cma_es_mean_after_fewer_generations_of_the_same_run(repo
     assert "--at 3: the run has generations 1 to 2" in error_of(
         run(repo, "python", "-m", "tools.horizon", "--at", "3", check=False)
     )
+    result = run(repo, *command, "--average", "0", check=False)
+    assert "--average 0: at least 1 generation" in error_of(result)
 
 
 def test_steer_check_holds_each_action_in_the_real_env_and_in_the_dream(repo, tmp_path):

@@ -1,6 +1,6 @@
 """How would CMA-ES's mean drive had the controller stage stopped after fewer generations?
 
-    python -m tools.horizon --at 30 40 [--validate 100] [--out reports/horizon/NAME.json]
+    python -m tools.horizon --at 30 40 [--average K ...] [--validate 100] [--out reports/horizon/NAME.json]
 
 CMA-ES's sampling is seeded and generation g drives the controller block's tracks from g *
 rollouts on, whatever the run's length: the first g generations of a longer run are the run of
@@ -12,6 +12,11 @@ then drives CMA-ES's mean after each `--at` generation count and after the run's
 tools.quick_eval cuts them. It reports each point's figures and its per-track difference from the
 first point (mean and standard error). CMA-ES's mean is what the stage kept in every run
 tools.finalists checked; the point of the run's end is its mean, whichever finalist the stage kept.
+
+With `--average K ...`, each point also drives, for each K, the average of CMA-ES's means after its last K
+generations (Polyak averaging: the mean of one generation is a step of a noisy walk; the average
+of the last few steps' means sits nearer the middle of where the walk went). No new drive of the
+search: the means come from the same replay.
 
 Run it in a workspace of a finished controller stage (round 0, real mode, components 0), under
 the kernels the stage ran with (see tools.finalists), e.g. a `tools.levers` seed's workspace.
@@ -33,6 +38,12 @@ from wm.io import write_json
 from wm.world_model import load_agent, load_world_model
 
 
+def averaged(means, g, k):
+    """The average of `means` ({generations: CMA-ES's mean after them}) over generations g - k + 1
+    to g (from 1 on); for k = 1, the mean after g itself."""
+    return np.mean([means[i] for i in range(max(1, g - k + 1), g + 1)], axis=0, dtype=np.float32)
+
+
 def means_at(fitness, points, size, cfg, seed):
     """CMA-ES's mean after each of `points` generations of the run whose fitness is `fitness`
     ((generations, population)), as (len(points), size) float32."""
@@ -49,6 +60,13 @@ def means_at(fitness, points, size, cfg, seed):
 def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--at", type=int, nargs="+", required=True, help="generation counts to stop at")
+    parser.add_argument(
+        "--average",
+        type=int,
+        nargs="+",
+        default=[],
+        help="also drive each point's mean averaged over K generations",
+    )
     parser.add_argument("--validate", type=int, default=100, help="validate tracks")
     parser.add_argument("--out", help="write the report to this JSON file")
     args = parser.parse_args()
@@ -59,13 +77,19 @@ def run():
     bad = [g for g in args.at if not 1 <= g <= generations]
     if bad:
         raise UserError(f"--at {bad[0]}: the run has generations 1 to {generations}")
+    if any(k < 1 for k in args.average):
+        raise UserError(f"--average {min(args.average)}: at least 1 generation")
     if args.validate < 2:
         raise UserError(f"--validate {args.validate}: at least 2 tracks (a standard error)")
     use_threads(params.threads)
     agent = load_agent(*load_world_model(params.vae.z_dim))
     finalists(params, agent)  # the replay goes the stage's way (else one line naming why not)
     points = sorted({*args.at, generations})
-    means = means_at(fitness, points, agent.controller.size, cfg, params.seed)
+    windows = sorted({1, *args.average})
+    drives = [(g, k) for k in windows for g in points]
+    needed = sorted({i for g, k in drives for i in range(max(1, g - k + 1), g + 1)})
+    by_generation = dict(zip(needed, means_at(fitness, needed, agent.controller.size, cfg, params.seed)))
+    means = [averaged(by_generation, g, k) for g, k in drives]
     seeds = track_seeds("validate", args.validate)
     with make_executor(
         "gymnasium",
@@ -73,11 +97,12 @@ def run():
         params.evaluate.workers,
         params.threads,
         device="cpu",
-        batches=len(points) * batch_count(len(seeds), env.batch_size),
+        batches=len(drives) * batch_count(len(seeds), env.batch_size),
     ) as executor:
         jobs = [Job(agent, seeds, np.repeat(mean[None], len(seeds), axis=0)) for mean in means]
-        drives = executor.drive_jobs(jobs, env.batch_size, desc="validate")
-    returns = [np.array([r.total_reward for r in rollouts]) for rollouts in drives]
+        driven = executor.drive_jobs(jobs, env.batch_size, desc="validate")
+    returns = [np.array([r.total_reward for r in rollouts]) for rollouts in driven]
+    plain = {g: r for (g, k), r in zip(drives, returns) if k == 1}
     report = {
         "seed": params.seed,
         "generations": generations,
@@ -85,18 +110,21 @@ def run():
         "points": [
             {
                 "generations": g,
+                "averaged": k,
                 **summary(r),
                 "median": round(float(np.median(r)), 1),
                 "above_900": int((r > 900).sum()),
                 "vs_first": paired(r, returns[0]),
+                **({"vs_unaveraged": paired(r, plain[g])} if k > 1 else {}),
                 "returns": [round(float(x), 2) for x in r],
             }
-            for g, r in zip(points, returns)
+            for (g, k), r in zip(drives, returns)
         ],
     }
     for point in report["points"]:
         shown = {k: v for k, v in point.items() if k != "returns"}
-        print(f"CMA-ES's mean after {point['generations']} generations: {shown}")
+        over = f", averaged over the last {point['averaged']}" if point["averaged"] > 1 else ""
+        print(f"CMA-ES's mean after {point['generations']} generations{over}: {shown}")
     if args.out:
         write_json(args.out, report)
 
