@@ -13,10 +13,10 @@ tools.quick_eval cuts them. It reports each point's figures and its per-track di
 first point (mean and standard error). CMA-ES's mean is what the stage kept in every run
 tools.finalists checked; the point of the run's end is its mean, whichever finalist the stage kept.
 
-With `--average K ...`, each point also drives, for each K, the average of CMA-ES's means after its last K
-generations (Polyak averaging: the mean of one generation is a step of a noisy walk; the average
-of the last few steps' means sits nearer the middle of where the walk went). No new drive of the
-search: the means come from the same replay.
+With `--average K ...`, each point also drives, for each K, the average of CMA-ES's means after
+its last K generations (Polyak averaging: the hope is that the average of a noisy walk's last
+steps sits nearer the middle of where it went; docs/results.md measured it and it did not help).
+The search is not driven again: the means come from the same replay.
 
 Run it in a workspace of a finished controller stage (round 0, real mode, components 0), under
 the kernels the stage ran with (see tools.finalists), e.g. a `tools.levers` seed's workspace.
