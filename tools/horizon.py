@@ -38,10 +38,15 @@ from wm.io import write_json
 from wm.world_model import load_agent, load_world_model
 
 
+def window(g, k):
+    """Generations g - k + 1 to g, from 1 on: the last k of a run stopped after g."""
+    return range(max(1, g - k + 1), g + 1)
+
+
 def averaged(means, g, k):
-    """The average of `means` ({generations: CMA-ES's mean after them}) over generations g - k + 1
-    to g (from 1 on); for k = 1, the mean after g itself."""
-    return np.mean([means[i] for i in range(max(1, g - k + 1), g + 1)], axis=0, dtype=np.float32)
+    """The average of `means` ({generations: CMA-ES's mean after them}) over `window(g, k)`; for
+    k = 1, the mean after g itself."""
+    return np.mean([means[i] for i in window(g, k)], axis=0, dtype=np.float32)
 
 
 def means_at(fitness, points, size, cfg, seed):
@@ -87,7 +92,7 @@ def run():
     points = sorted({*args.at, generations})
     windows = sorted({1, *args.average})
     drives = [(g, k) for k in windows for g in points]
-    needed = sorted({i for g, k in drives for i in range(max(1, g - k + 1), g + 1)})
+    needed = sorted({i for g, k in drives for i in window(g, k)})
     by_generation = dict(zip(needed, means_at(fitness, needed, agent.controller.size, cfg, params.seed)))
     means = [averaged(by_generation, g, k) for g, k in drives]
     seeds = track_seeds("validate", args.validate)
