@@ -414,3 +414,16 @@ def test_action_noise_moves_only_the_components_it_is_on_and_clipped_brake_noise
     brake = np.stack([everywhere.act(None) for _ in range(steps)])[..., 2]
     # the brake cannot go below 0, so the noise is a brake of 0.1 / sqrt(2 pi) on average, half the time on
     assert abs(brake.mean() - 0.1 / np.sqrt(2 * np.pi)) < 0.005 and 0.45 < (brake > 0).mean() < 0.55
+
+
+def test_gas_scale_multiplies_only_the_gas_and_keeps_it_in_its_range():
+    """tools.quick_eval --gas-scale: the agent's gas times K, clipped to [0, 1]; steer and brake kept."""
+    from tools.quick_eval import GasScaled
+
+    held = np.array([[[-0.5, 0.3, 0.2], [0.5, 0.7, 0.0]]], np.float32)  # 1 step, 2 tracks
+    faster = GasScaled(ReplayPolicy(held), 2.0)
+    faster.reset([1, 2])
+    actions = faster.act(None)
+    np.testing.assert_allclose(actions[:, 1], [0.6, 1.0])  # 0.7 x 2 clipped to the gas's top
+    np.testing.assert_array_equal(actions[:, [0, 2]], held[0][:, [0, 2]])
+    assert held[0, 0, 1] == np.float32(0.3)  # the wrapped policy's own actions are not changed
