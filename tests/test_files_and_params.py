@@ -673,3 +673,37 @@ def test_stages_run_the_numpy_loops_an_avx2_cpu_runs():
     assert result.returncode == 0, result.stderr
     loops = {kind["current"] for ufunc in json.loads(result.stdout).values() for kind in ufunc.values()}
     assert len(loops) > 0 and not loops & {"X86_V4", "AVX512_ICL", "AVX512_SPR"}, loops
+
+
+def test_pair_returns_pairs_runs_on_the_same_tracks_and_names_one_that_is_not(tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    import tools.pair_returns as pair_returns
+
+    seeds = [5_000_000, 5_000_001, 5_000_002, 5_000_003]
+    (tmp_path / "base.json").write_text(json.dumps({"seeds": seeds, "returns": [900, 800, 600, 910]}))
+    (tmp_path / "other.json").write_text(json.dumps({"seeds": seeds, "returns": [910, 790, 700, 930]}))
+    levers = {"runs": {"0": {"returns": [905, 800, 610, 900]}, "1": {"returns": [0, 0, 0, 0]}}}
+    (tmp_path / "levers.json").write_text(json.dumps(levers))
+    (tmp_path / "shifted.json").write_text(json.dumps({"seeds": seeds[1:] + [9], "returns": [1, 2, 3, 4]}))
+    argv = ["pair_returns", "base.json", "other.json", "levers.json:0", "--out", "t.json"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.chdir(tmp_path)
+    pair_returns.run()
+    runs = json.loads((tmp_path / "t.json").read_text())["runs"]
+    assert runs["base.json"]["below_700"] == 1 and "paired_mean" not in runs["base.json"]
+    other = runs["other.json"]
+    assert other["paired_mean"] == 30.0 and other["tracks_better"] == 3
+    assert other["median_abs_difference"] == 15.0
+    assert runs["levers.json:0"]["paired_mean"] == 1.2 and runs["levers.json:0"]["mean"] == 803.8
+    for argv, culprit in (
+        (["base.json", "shifted.json"], "shifted.json: not the tracks of base.json"),
+        (["base.json", "levers.json"], "levers.json: holds the runs of seeds 0, 1; name one"),
+        (["base.json", "levers.json:2"], "levers.json: no returns for seed 2"),
+        (["base.json", "missing.json"], "missing.json: not a readable JSON report"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["pair_returns", *argv])
+        with pytest.raises(SystemExit) as stop:
+            pair_returns.run()
+        assert stop.value.code != 0 and culprit in capsys.readouterr().err

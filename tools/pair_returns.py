@@ -1,0 +1,92 @@
+"""Two or more runs' returns on the same tracks, side by side and paired with the first:
+
+    python -m tools.pair_returns BASE.json OTHER.json [...]  [--out reports/NAME.json]
+
+Each file is a `tools.quick_eval --out` report (its "returns") or a `tools.levers` report
+(`FILE.json:SEED`, that seed's run; the only run when no seed is given). Every run must be on the
+same tracks in the same order (the reports' seeds, where they hold them). Printed per run: mean,
+std, min, median, the tracks below 700 and above 900; and, against the first, the paired mean
+difference with its standard error, the tracks better, the correlation of the per-track returns
+and the median absolute per-track difference. Two runs of one controller on two envs tell how far
+the envs agree track by track, not only on the mean.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from wm.errors import UserError, main
+from wm.io import write_json
+
+
+def load_run(spec):
+    """(seeds or None, returns (N,)) of a quick_eval report or `levers.json[:SEED]`."""
+    path, _, seed = spec.rpartition(":") if ":" in spec and not Path(spec).is_file() else (spec, "", "")
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable JSON report ({err})") from None
+    if "runs" in report:  # tools.levers
+        runs = report["runs"]
+        if not seed and len(runs) != 1:
+            raise UserError(f"{path}: holds the runs of seeds {', '.join(runs)}; name one as {path}:SEED")
+        run = runs.get(seed or next(iter(runs)))
+        if run is None or "returns" not in run:
+            raise UserError(f"{path}: no returns for seed {seed} (it has {', '.join(runs)})")
+        return None, np.asarray(run["returns"], np.float64)
+    if "returns" not in report:
+        raise UserError(f"{path}: neither a tools.quick_eval nor a tools.levers report (no returns)")
+    return report.get("seeds"), np.asarray(report["returns"], np.float64)
+
+
+def describe(returns):
+    return {
+        "mean": round(float(returns.mean()), 1),
+        "std": round(float(returns.std()), 1),
+        "min": round(float(returns.min()), 1),
+        "median": round(float(np.median(returns)), 1),
+        "below_700": int((returns < 700).sum()),
+        "above_900": int((returns > 900).sum()),
+    }
+
+
+def against(returns, base):
+    diff = returns - base
+    return {
+        "paired_mean": round(float(diff.mean()), 1),
+        "paired_se": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 1),
+        "tracks_better": int((diff > 0).sum()),
+        "correlation": round(float(np.corrcoef(returns, base)[0, 1]), 2),
+        "median_abs_difference": round(float(np.median(np.abs(diff))), 1),
+    }
+
+
+@main
+def run():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="quick_eval reports or levers.json[:SEED], the base first")
+    parser.add_argument("--out", type=Path, help="also write the table to this JSON file")
+    args = parser.parse_args()
+    if len(args.runs) < 2:
+        raise UserError("name at least two runs: a base and one to pair with it")
+    loaded = [load_run(spec) for spec in args.runs]
+    base_seeds, base = loaded[0]
+    rows = {}
+    for spec, (seeds, returns) in zip(args.runs, loaded):
+        other_seeds = seeds is not None and base_seeds is not None and seeds != base_seeds
+        if len(returns) != len(base) or other_seeds:
+            raise UserError(f"{spec}: not the tracks of {args.runs[0]} (other seeds or another count)")
+        row = describe(returns)
+        if rows:
+            row |= against(returns, base)
+        rows[spec] = row
+        text = ", ".join(f"{key} {value}" for key, value in row.items())
+        print(f"{spec}: {text}")
+    if args.out:
+        write_json(args.out, {"tracks": len(base), "base": args.runs[0], "runs": rows})
+
+
+if __name__ == "__main__":
+    run()
