@@ -687,7 +687,10 @@ def test_pair_returns_pairs_runs_on_the_same_tracks_and_names_one_that_is_not(tm
     levers = {"runs": {"0": {"returns": [905, 800, 610, 900]}, "1": {"returns": [0, 0, 0, 0]}}}
     (tmp_path / "levers.json").write_text(json.dumps(levers))
     (tmp_path / "shifted.json").write_text(json.dumps({"seeds": seeds[1:] + [9], "returns": [1, 2, 3, 4]}))
-    argv = ["pair_returns", "base.json", "other.json", "levers.json:0", "--out", "t.json"]
+    points = [{"generations": 30, "averaged": 1, "returns": [890, 800, 600, 910]}]
+    points.append({"generations": 30, "averaged": 3, "returns": [0, 0, 0, 0]})  # not a mean of one run
+    (tmp_path / "horizon.json").write_text(json.dumps({"validate_seeds": seeds, "points": points}))
+    argv = ["pair_returns", "base.json", "other.json", "levers.json:0", "horizon.json", "--out", "t.json"]
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.chdir(tmp_path)
     pair_returns.run()
@@ -697,10 +700,12 @@ def test_pair_returns_pairs_runs_on_the_same_tracks_and_names_one_that_is_not(tm
     assert other["paired_mean"] == 30.0 and other["tracks_better"] == 3
     assert other["median_abs_difference"] == 15.0
     assert runs["levers.json:0"]["paired_mean"] == 1.2 and runs["levers.json:0"]["mean"] == 803.8
+    assert runs["horizon.json"]["paired_mean"] == -2.5
     for argv, culprit in (
         (["base.json", "shifted.json"], "shifted.json: not the tracks of base.json"),
         (["base.json", "levers.json"], "levers.json: holds the runs of seeds 0, 1; name one"),
         (["base.json", "levers.json:2"], "levers.json: no returns for seed 2"),
+        (["base.json", "horizon.json:40"], "horizon.json: no mean after 40 generations"),
         (["base.json", "missing.json"], "missing.json: not a readable JSON report"),
     ):
         monkeypatch.setattr(sys, "argv", ["pair_returns", *argv])

@@ -2,13 +2,14 @@
 
     python -m tools.pair_returns BASE.json OTHER.json [...]  [--out reports/NAME.json]
 
-Each file is a `tools.quick_eval --out` report (its "returns") or a `tools.levers` report
-(`FILE.json:SEED`, that seed's run; the only run when no seed is given). Every run must be on the
-same tracks in the same order (the reports' seeds, where they hold them). Printed per run: mean,
-std, min, median, the tracks below 700 and above 900; and, against the first, the paired mean
-difference with its standard error, the tracks better, the correlation of the per-track returns
-and the median absolute per-track difference. Two runs of one controller on two envs tell how far
-the envs agree track by track, not only on the mean.
+Each file is a `tools.quick_eval --out` report (its "returns"), a `tools.levers` report
+(`FILE.json:SEED`, that seed's run; the only run when no seed is given) or a `tools.horizon`
+report (`FILE.json:GENERATIONS`, CMA-ES's mean after that many; the only point when not given).
+Every run must be on the same tracks in the same order (the reports' seeds, where they hold
+them). Printed per run: mean, std, min, median, the tracks below 700 and above 900; and, against
+the first, the paired mean difference with its standard error, the tracks better, the correlation
+of the per-track returns and the median absolute per-track difference. Two runs of one controller
+on two envs tell how far the envs agree track by track, not only on the mean.
 """
 
 import argparse
@@ -22,7 +23,8 @@ from wm.io import write_json
 
 
 def load_run(spec):
-    """(seeds or None, returns (N,)) of a quick_eval report or `levers.json[:SEED]`."""
+    """(seeds or None, returns (N,)) of a quick_eval report, `levers.json[:SEED]` or
+    `horizon.json[:GENERATIONS]`."""
     path, _, seed = spec.rpartition(":") if ":" in spec and not Path(spec).is_file() else (spec, "", "")
     try:
         report = json.loads(Path(path).read_text())
@@ -36,8 +38,16 @@ def load_run(spec):
         if run is None or "returns" not in run:
             raise UserError(f"{path}: no returns for seed {seed} (it has {', '.join(runs)})")
         return None, np.asarray(run["returns"], np.float64)
+    if "points" in report:  # tools.horizon: CMA-ES's means, not averaged over generations
+        points = {str(p["generations"]): p for p in report["points"] if p.get("averaged", 1) == 1}
+        if not seed and len(points) != 1:
+            raise UserError(f"{path}: holds the means after {', '.join(points)} generations; name one")
+        point = points.get(seed or next(iter(points)))
+        if point is None:
+            raise UserError(f"{path}: no mean after {seed} generations (it has {', '.join(points)})")
+        return report.get("validate_seeds"), np.asarray(point["returns"], np.float64)
     if "returns" not in report:
-        raise UserError(f"{path}: neither a tools.quick_eval nor a tools.levers report (no returns)")
+        raise UserError(f"{path}: not a tools.quick_eval, tools.levers or tools.horizon report")
     return report.get("seeds"), np.asarray(report["returns"], np.float64)
 
 
