@@ -1,6 +1,7 @@
 """The on-disk contracts and params validation: round trips, and one-line errors naming the culprit."""
 
 import copy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -677,7 +678,6 @@ def test_stages_run_the_numpy_loops_an_avx2_cpu_runs():
 
 def test_pair_returns_pairs_runs_on_the_same_tracks_and_names_one_that_is_not(tmp_path, monkeypatch, capsys):
     import json
-    import sys
 
     import tools.pair_returns as pair_returns
 
@@ -712,3 +712,36 @@ def test_pair_returns_pairs_runs_on_the_same_tracks_and_names_one_that_is_not(tm
         with pytest.raises(SystemExit) as stop:
             pair_returns.run()
         assert stop.value.code != 0 and culprit in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal")
+def test_a_stopped_lever_stops_the_stage_it_runs():
+    import signal
+    import subprocess
+    import time
+
+    stage = (
+        "from pathlib import Path; from tools.levers import step; "
+        "step(Path('.'), 'timeit', '-n', '1', '-r', '1', '-s', 'import time', 'time.sleep(300)')"
+    )
+    lever = subprocess.Popen([sys.executable, "-c", stage], cwd=ROOT)
+    children = Path(f"/proc/{lever.pid}/task/{lever.pid}/children")
+    for _ in range(300):  # the lever starts its stage
+        pids = children.read_text().split() if children.exists() else []
+        if pids:
+            break
+        time.sleep(0.1)
+    assert pids, "the lever started no stage"
+    lever.send_signal(signal.SIGTERM)
+    lever.wait(timeout=30)
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pids[0]), "the stage drove on after its lever stopped"

@@ -54,6 +54,7 @@ from wm import paths
 from wm.config import parse_params
 from wm.errors import UserError, main
 from wm.io import write_json
+from wm.vector_env import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = Path(".dvc/tmp/wm/levers")  # inside the workspace, outside every out
@@ -115,7 +116,9 @@ def prepared(work, raw, seed, retrain=()):
 
 
 def step(work, *command):
-    if subprocess.run([sys.executable, "-m", *command], cwd=work).returncode != 0:
+    # the command dies with this tool: a lever stopped by a signal leaves no stage driving on
+    # (stages resume where they stopped: README, Resume)
+    if subprocess.run([sys.executable, "-m", *command], cwd=work, preexec_fn=die_with_parent).returncode != 0:
         raise UserError(f"{work}: python -m {' '.join(command)} failed (its output is above)")
 
 
