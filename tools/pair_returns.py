@@ -30,6 +30,8 @@ def load_run(spec):
         report = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: not a readable JSON report ({err})") from None
+    if not isinstance(report, dict):
+        raise UserError(f"{path}: not a tools.quick_eval, tools.levers or tools.horizon report")
     if "runs" in report:  # tools.levers
         runs = report["runs"]
         if not seed and len(runs) != 1:
