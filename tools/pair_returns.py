@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.levers import paired, summary
 from wm.errors import UserError, main
 from wm.io import write_json
 
@@ -54,21 +55,20 @@ def load_run(spec):
 
 
 def describe(returns):
+    """tools.levers' summary, with the median and the tracks above 900 (as tools.horizon reports)."""
     return {
-        "mean": round(float(returns.mean()), 1),
-        "std": round(float(returns.std()), 1),
-        "min": round(float(returns.min()), 1),
+        **summary(returns),
         "median": round(float(np.median(returns)), 1),
-        "below_700": int((returns < 700).sum()),
         "above_900": int((returns > 900).sum()),
     }
 
 
 def against(returns, base):
     diff = returns - base
+    difference = paired(returns, base)
     return {
-        "paired_mean": round(float(diff.mean()), 1),
-        "paired_se": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 1),
+        "paired_mean": difference["mean"],
+        "paired_se": difference["se"],
         "tracks_better": int((diff > 0).sum()),
         "correlation": round(float(np.corrcoef(returns, base)[0, 1]), 2),
         "median_abs_difference": round(float(np.median(np.abs(diff))), 1),
@@ -78,7 +78,11 @@ def against(returns, base):
 @main
 def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="quick_eval reports or levers.json[:SEED], the base first")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        help="quick_eval, levers.json[:SEED] or horizon.json[:GENERATIONS] reports; base first",
+    )
     parser.add_argument("--out", type=Path, help="also write the table to this JSON file")
     args = parser.parse_args()
     if len(args.runs) < 2:
