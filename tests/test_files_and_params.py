@@ -699,6 +699,9 @@ def test_pair_returns_pairs_runs_on_the_same_tracks_and_names_one_that_is_not(tm
     other = runs["other.json"]
     assert other["paired_mean"] == 30.0 and other["tracks_better"] == 3
     assert other["median_abs_difference"] == 15.0
+    assert other["tracks_worse"] == 1 and other["median_difference"] == 15.0
+    assert other["recovered"] == 1 and other["new_below_700"] == 0  # 600 -> 700
+    assert runs["levers.json:0"]["tracks_better"] == 2 and runs["levers.json:0"]["tracks_worse"] == 1  # a tie
     assert runs["levers.json:0"]["paired_mean"] == 1.2 and runs["levers.json:0"]["mean"] == 803.8
     assert runs["horizon.json"]["paired_mean"] == -2.5
     for argv, culprit in (

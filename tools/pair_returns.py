@@ -7,9 +7,11 @@ Each file is a `tools.quick_eval --out` report (its "returns"), a `tools.levers`
 report (`FILE.json:GENERATIONS`, CMA-ES's mean after that many; the only point when not given).
 Every run must be on the same tracks in the same order (the reports' seeds, where they hold
 them). Printed per run: mean, std, min, median, the tracks below 700 and above 900; and, against
-the first, the paired mean difference with its standard error, the tracks better, the correlation
-of the per-track returns and the median absolute per-track difference. Two runs of one controller
-on two envs tell how far the envs agree track by track, not only on the mean.
+the first, the paired mean difference with its standard error, the tracks better and worse, the
+correlation of the per-track returns, the median absolute and the median per-track difference, and
+the base's tracks below 700 that this run finishes above it (`recovered`) and its own new ones
+(`new_below_700`). Two runs of one controller on two envs tell how far the envs agree track by
+track, not only on the mean.
 """
 
 import argparse
@@ -70,8 +72,13 @@ def against(returns, base):
         "paired_mean": difference["mean"],
         "paired_se": difference["se"],
         "tracks_better": int((diff > 0).sum()),
+        "tracks_worse": int((diff < 0).sum()),
         "correlation": round(float(np.corrcoef(returns, base)[0, 1]), 2),
         "median_abs_difference": round(float(np.median(np.abs(diff))), 1),
+        "median_difference": round(float(np.median(diff)), 1),
+        # the tail, track by track: the base's failures this run finishes, and its own new ones
+        "recovered": int(((base < 700) & (returns >= 700)).sum()),
+        "new_below_700": int(((base >= 700) & (returns < 700)).sum()),
     }
 
 
