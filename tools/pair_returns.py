@@ -9,8 +9,8 @@ Every run must be on the same tracks in the same order (the reports' seeds, wher
 them). Printed per run: mean, std, min, median, the tracks below 700 and above 900; and, against
 the first, the paired mean difference with its standard error, the tracks better and worse, the
 correlation of the per-track returns, the median absolute and the median per-track difference, and
-the base's tracks below 700 that this run finishes above it (`recovered`) and its own new ones
-(`new_below_700`). Two runs of one controller on two envs tell how far the envs agree track by
+the base's tracks below 700 that this run brings to 700 or more (`recovered`) and its own new
+ones (`new_below_700`). Two runs of one controller on two envs tell how far the envs agree track by
 track, not only on the mean.
 """
 
