@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.levers import paired, summary
+from tools.levers import FAILED, paired, summary
 from wm.errors import UserError, main
 from wm.io import write_json
 
@@ -77,8 +77,8 @@ def against(returns, base):
         "median_abs_difference": round(float(np.median(np.abs(diff))), 1),
         "median_difference": round(float(np.median(diff)), 1),
         # the tail, track by track: the base's failures this run finishes, and its own new ones
-        "recovered": int(((base < 700) & (returns >= 700)).sum()),
-        "new_below_700": int(((base >= 700) & (returns < 700)).sum()),
+        "recovered": int(((base < FAILED) & (returns >= FAILED)).sum()),
+        "new_below_700": int(((base >= FAILED) & (returns < FAILED)).sum()),
     }
 
 
